@@ -1,0 +1,43 @@
+"""The `tfsep` console script, run as a user runs it."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+def run_tfsep(*args):
+    command = [shutil.which("tfsep") or sys.executable, *args]
+    if not shutil.which("tfsep"):
+        command[1:1] = ["-m", "tfsep.cli"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.smoke
+def test_info_reports_versions_and_tensorflow_io():
+    import tensorflow as tf
+
+    result = run_tfsep("info")
+    assert result.returncode == 0, result.stderr
+    assert f"TensorFlow {tf.__version__}" in result.stdout
+    assert "tensorflow-io: " in result.stdout
+    assert "bandconv" in result.stdout
+    assert "Traceback" not in result.stderr and "cuFFT" not in result.stderr
+
+
+def test_missing_command_is_a_usage_error():
+    result = run_tfsep()
+    assert result.returncode == 2
+    assert "required" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tensorflow_io_kernels_work_on_the_default_install():
+    """The default install pairs TensorFlow 2.17 with tensorflow-io 0.37.1, whose kernels then load."""
+    tfio = pytest.importorskip("tensorflow_io")
+    import tensorflow as tf
+
+    if not tf.__version__.startswith("2.17."):
+        pytest.skip(f"tensorflow-io 0.37.1 kernels do not load on TensorFlow {tf.__version__}")
+    resampled = tfio.audio.resample(tf.zeros([44100, 2]), rate_in=44100, rate_out=22050)
+    assert resampled.shape == (22050, 2)

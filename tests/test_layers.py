@@ -1,0 +1,227 @@
+"""The signal layers against numpy and scipy references written from the definitions."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tfsep.layers import (
+    STFT,
+    ExtendMasks,
+    InverseSTFT,
+    Magnitude,
+    MaskMagnitude,
+    Masks,
+    PhaseReuse,
+    WienerFilter,
+    num_frames,
+)
+
+
+def as_complex(spectrum):
+    spectrum = np.asarray(spectrum)
+    return spectrum[..., 0] + 1j * spectrum[..., 1]
+
+
+def numpy_stft(signal, n_fft, hop):
+    """Centred STFT from the definition: (samples,) -> (frames, bins), frames = 1 + ceil(samples / hop)."""
+    frames = 1 + -(-len(signal) // hop)
+    padded = np.zeros((frames - 1) * hop + n_fft)
+    padded[n_fft // 2 : n_fft // 2 + len(signal)] = signal
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    return np.stack([np.fft.rfft(padded[t * hop : t * hop + n_fft] * window) for t in range(frames)])
+
+
+def unit_mask_round_trip(waveform, n_fft, hop):
+    """STFT -> |X| -> mask 1 -> phase reuse -> iSTFT, the model's own path with unit masks."""
+    spectrum = STFT(n_fft, hop)(waveform)
+    magnitude = Magnitude()(spectrum)
+    ones = tf.ones_like(magnitude)[..., None]
+    stems = PhaseReuse()([MaskMagnitude()([ones, magnitude]), spectrum])
+    return InverseSTFT(n_fft, hop)([stems, waveform]).numpy()[..., 0]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("samples", [256, 1000, 4096])
+@pytest.mark.parametrize("hop", [64, 128])
+def test_stft_matches_scipy(samples, hop, rng):
+    waveform = rng.standard_normal((2, samples, 2)).astype(np.float32)
+    spectrum = as_complex(STFT(256, hop)(waveform))
+    assert spectrum.shape == (2, num_frames(samples, hop), 129, 2)
+    window = scipy.signal.get_window("hann", 256)
+    for item in range(2):
+        for channel in range(2):
+            _, _, reference = scipy.signal.stft(
+                waveform[item, :, channel], nperseg=256, noverlap=256 - hop, window=window,
+                boundary="zeros", padded=True,
+            )
+            reference = reference.T * window.sum()  # scipy scales by 1 / sum(window)
+            np.testing.assert_allclose(np.abs(spectrum[item, :, :, channel]), np.abs(reference), atol=2e-5)
+            np.testing.assert_allclose(spectrum[item, :, :, channel], reference, atol=2e-5)
+
+
+@pytest.mark.parametrize("samples", [1, 2, 100, 255])
+def test_stft_of_short_signals_matches_definition(samples, rng):
+    waveform = rng.standard_normal((1, samples, 1)).astype(np.float32)
+    spectrum = as_complex(STFT(256, 64)(waveform))[0, :, :, 0]
+    np.testing.assert_allclose(spectrum, numpy_stft(waveform[0, :, 0], 256, 64), atol=2e-5)
+
+
+def test_stft_output_shape_is_documented():
+    layer = STFT(256, 64)
+    assert layer.compute_output_shape((None, None, 3)) == (None, None, 129, 3, 2)
+    assert layer.compute_output_shape((4, 1000, 2)) == (4, 1 + 16, 129, 2, 2)
+    assert tuple(layer(np.zeros((4, 1000, 2), np.float32)).shape) == (4, 17, 129, 2, 2)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("samples", [1, 100, 1023, 44100])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_unit_masks_reconstruct_exactly(samples, channels, rng):
+    waveform = rng.uniform(-1, 1, (1, samples, channels)).astype(np.float32)
+    restored = unit_mask_round_trip(waveform, 4096, 1024)
+    assert restored.shape == waveform.shape
+    assert np.abs(restored - waveform).max() <= 1e-5
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_unit_masks_reconstruct_three_seconds(channels, rng):
+    waveform = rng.uniform(-1, 1, (1, 3 * 44100, channels)).astype(np.float32)
+    assert np.abs(unit_mask_round_trip(waveform, 4096, 1024) - waveform).max() <= 1e-5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    samples=st.integers(1, 3000),
+    channels=st.integers(1, 3),
+    log2_n_fft=st.integers(3, 10),
+    hop_fraction=st.floats(0.05, 0.5),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_property(samples, channels, log2_n_fft, hop_fraction, seed):
+    n_fft = 2**log2_n_fft
+    hop = max(1, int(n_fft * hop_fraction))
+    waveform = np.random.default_rng(seed).uniform(-1, 1, (2, samples, channels)).astype(np.float32)
+    restored = InverseSTFT(n_fft, hop)([STFT(n_fft, hop)(waveform), waveform]).numpy()
+    assert restored.shape == waveform.shape
+    assert np.abs(restored - waveform).max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"n_fft": 1000}, {"n_fft": 256, "hop": 129}, {"n_fft": 256, "hop": 0}, {"window": "triangle"}]
+)
+def test_bad_stft_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        STFT(**kwargs)
+
+
+def test_oracle_magnitudes_reproduce_scipy_ideal_ratio_mask_separation(rng):
+    """Masks |Y_k| / |X| through tfsep's masking, phase reuse and iSTFT equal |Y_k| exp(j∠X) by scipy."""
+    n_fft, hop, samples = 256, 64, 4000
+    t = np.arange(samples) / 8000
+    stems = np.stack(
+        [0.5 * np.sin(2 * np.pi * 220 * t)[:, None] * np.ones(2), 0.3 * rng.standard_normal((samples, 2))], axis=-1
+    ).astype(np.float32)  # (samples, channels, sources)
+    mixture = stems.sum(-1)
+    window = scipy.signal.get_window("hann", n_fft)
+    options = {"nperseg": n_fft, "noverlap": n_fft - hop, "window": window, "boundary": "zeros", "padded": True}
+    mix_spec = scipy.signal.stft(mixture.T, **options)[2]  # (channels, bins, frames)
+    stem_specs = scipy.signal.stft(np.moveaxis(stems, -1, 0).transpose(0, 2, 1), **options)[2]
+    reference_spec = np.abs(stem_specs) * np.exp(1j * np.angle(mix_spec))
+    reference = scipy.signal.istft(reference_spec, nperseg=n_fft, noverlap=n_fft - hop, window=window)[1]
+    reference = reference[..., :samples].transpose(2, 1, 0)  # (samples, channels, sources)
+
+    waveform = mixture[None]
+    spectrum = STFT(n_fft, hop)(waveform)
+    magnitude = Magnitude()(spectrum).numpy()
+    oracle_magnitudes = np.abs(stem_specs).transpose(3, 2, 1, 0)[None] * window.sum()  # scipy's 1/sum(window)
+    masks = np.where(magnitude[..., None] > 0, oracle_magnitudes / np.maximum(magnitude[..., None], 1e-30), 0.0)
+    stem_spectra = PhaseReuse()([MaskMagnitude()([masks.astype(np.float32), magnitude]), spectrum])
+    estimates = InverseSTFT(n_fft, hop)([stem_spectra, waveform]).numpy()[0]
+    np.testing.assert_allclose(estimates, reference, atol=1e-4)
+    assert np.abs(estimates - stems).max() > 1e-2  # phase reuse is not the identity on overlapping sources
+
+
+def test_phase_reuse_takes_angle_zero_where_mixture_is_silent():
+    spectrum = np.zeros((1, 1, 2, 1, 2), np.float32)
+    spectrum[0, 0, 1, 0] = [3.0, -4.0]
+    magnitudes = np.full((1, 1, 2, 1, 1), 2.0, np.float32)
+    out = as_complex(PhaseReuse()([magnitudes, spectrum]))[0, 0, :, 0, 0]
+    np.testing.assert_allclose(out, [2.0, 2.0 * (3 - 4j) / 5], atol=1e-6)
+
+
+def test_sigmoid_masks_in_unit_interval_and_softmax_masks_sum_to_one(rng):
+    logits = (30 * rng.standard_normal((2, 5, 9, 2, 4))).astype(np.float32)
+    sigmoid = Masks("sigmoid")(logits).numpy()
+    assert sigmoid.min() >= 0.0 and sigmoid.max() <= 1.0
+    softmax = Masks("softmax")(logits).numpy()
+    assert softmax.min() >= 0.0
+    np.testing.assert_allclose(softmax.sum(-1), 1.0, atol=1e-6)
+
+
+def test_extend_masks_fills_bins_above_the_cutoff(rng):
+    masks = rng.uniform(size=(2, 3, 5, 2, 4)).astype(np.float32)
+    magnitude = np.zeros((2, 3, 9, 2), np.float32)
+    for mode, fill in [
+        ("average", masks.mean(2, keepdims=True)),
+        ("edge", masks[:, :, -1:]),
+        ("zeros", np.zeros_like(masks[:, :, -1:])),
+    ]:
+        extended = ExtendMasks(mode)([masks, magnitude]).numpy()
+        assert extended.shape == (2, 3, 9, 2, 4)
+        np.testing.assert_allclose(extended[:, :, :5], masks)
+        np.testing.assert_allclose(extended[:, :, 5:], np.repeat(fill, 4, axis=2), atol=1e-6)
+
+
+def numpy_wiener_step(y, x, eps=1e-10):
+    """One multichannel Wiener EM step written from norbert's equations, one (t, f) at a time.
+
+    y: (frames, bins, channels, sources) complex; x: (frames, bins, channels) complex.
+    """
+    frames, bins, channels, sources = y.shape
+    v = np.mean(np.abs(y) ** 2, axis=2)  # (frames, bins, sources)
+    R = np.zeros((bins, sources, channels, channels), complex)
+    for f in range(bins):
+        for j in range(sources):
+            cov = sum(np.outer(y[t, f, :, j], y[t, f, :, j].conj()) for t in range(frames))
+            R[f, j] = cov / (eps + v[:, f, j].sum())
+    out = np.zeros_like(y)
+    for t in range(frames):
+        for f in range(bins):
+            cxx = np.sqrt(eps) * np.eye(channels) + sum(v[t, f, j] * R[f, j] for j in range(sources))
+            inverse = np.linalg.inv(cxx)
+            for j in range(sources):
+                out[t, f, :, j] = v[t, f, j] * R[f, j] @ inverse @ x[t, f]
+    return out
+
+
+def wiener_inputs(rng, channels, sources=3, frames=6, bins=5):
+    x = rng.standard_normal((frames, bins, channels)) + 1j * rng.standard_normal((frames, bins, channels))
+    masks = rng.uniform(0.05, 1.0, (frames, bins, channels, sources))
+    masks /= masks.sum(-1, keepdims=True)
+    y = masks * x[..., None]
+    stack = lambda z: np.stack([z.real, z.imag], -1)[None].astype(np.float32)  # noqa: E731
+    return x, y, stack(x), stack(y)
+
+
+def test_wiener_with_zero_iterations_is_soft_masking(rng):
+    x, y, x_in, y_in = wiener_inputs(rng, channels=2)
+    out = as_complex(WienerFilter(0)([y_in, x_in]))[0]
+    np.testing.assert_allclose(out, y, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_wiener_one_iteration_matches_numpy_reference(channels, rng):
+    x, y, x_in, y_in = wiener_inputs(rng, channels=channels)
+    out = as_complex(WienerFilter(1)([y_in, x_in]))[0]
+    reference = numpy_wiener_step(y, x)
+    np.testing.assert_allclose(out, reference, rtol=1e-3, atol=1e-4)
+    assert np.abs(reference - y).max() > 1e-2  # the step changed the estimates
+
+
+def test_wiener_scales_loud_spectra_without_changing_the_result(rng):
+    x, y, x_in, y_in = wiener_inputs(rng, channels=2)
+    loud = as_complex(WienerFilter(1)([1000 * y_in, 1000 * x_in]))[0] / 1000
+    np.testing.assert_allclose(loud, numpy_wiener_step(y, x), rtol=1e-3, atol=1e-4)

@@ -1,0 +1,195 @@
+"""The end-to-end model: shapes, dynamic length, reconstruction, training, saving."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY
+
+import tfsep
+from tfsep._keras import keras
+from tfsep.models import SeparationModel, build_model, reconfigure, spectrogram_model
+
+ARCHITECTURES = ["bandconv", "umx", "unet"]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_outputs_one_stem_per_source_shaped_like_the_input(architecture, rng):
+    model = build_model(architecture, **TINY)
+    mixture = rng.uniform(-1, 1, (2, 1234, 2)).astype(np.float32)
+    stems = model(mixture)
+    assert sorted(stems) == sorted(tfsep.models.SOURCES)
+    for stem in stems.values():
+        assert stem.shape == mixture.shape and stem.dtype == tf.float32
+
+
+def test_one_graph_serves_every_length(rng):
+    model = build_model("bandconv", **TINY)
+    forward = tf.function(model).get_concrete_function(tf.TensorSpec((None, None, 2), tf.float32))
+    for samples in [1, 63, 64, 65, 5000]:
+        stems = forward(tf.constant(rng.uniform(-1, 1, (1, samples, 2)), tf.float32))
+        assert {tuple(s.shape) for s in stems.values()} == {(1, samples, 2)}
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("samples", [1, 100, 1023, 44100])
+def test_single_softmax_source_reconstructs_the_mixture_end_to_end(samples, rng):
+    """One source with softmax masks has M = 1 exactly, so the model must be the identity."""
+    model = build_model("bandconv", sources=["all"], mask_activation="softmax", size="tiny")
+    mixture = rng.uniform(-1, 1, (1, samples, 2)).astype(np.float32)
+    assert np.abs(model(mixture)["all"].numpy() - mixture).max() <= 1e-5
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_softmax_stems_sum_to_the_mixture(architecture, rng):
+    model = build_model(architecture, mask_activation="softmax", **TINY)
+    mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
+    total = sum(stem.numpy() for stem in model(mixture).values())
+    assert np.abs(total - mixture).max() <= 1e-5
+
+
+def test_spectrogram_part_gives_masked_magnitudes(rng):
+    model = build_model("bandconv", bandwidth=1000.0, **TINY)
+    parts = spectrogram_model(model)(rng.uniform(-1, 1, (2, 2000, 2)).astype(np.float32))
+    magnitude, masks, stem_magnitudes = (parts[k].numpy() for k in ("magnitude", "masks", "stem_magnitudes"))
+    assert masks.shape == (2, 1 + 2000 // 64 + 1, 129, 2, 4)
+    assert 0.0 <= masks.min() and masks.max() <= 1.0
+    np.testing.assert_allclose(stem_magnitudes, masks * magnitude[..., None], rtol=1e-6)
+    # Above the 1 kHz cutoff (bin 33) the masks are the average over the processed bins.
+    np.testing.assert_allclose(masks[:, :, 40], masks[:, :, :33].mean(2), atol=1e-6)
+
+
+def test_config_holds_sources_rate_and_stft_settings():
+    model = build_model("umx", sources=["voice", "piano"], hidden=8, **TINY)
+    config = model.get_config()
+    assert config["sources"] == ["voice", "piano"]
+    assert (config["sample_rate"], config["n_fft"], config["hop"]) == (8000, 256, 64)
+    assert config["network"] == {"hidden": 8}
+    json.dumps(config)
+    assert SeparationModel.from_config(config).count_params() == model.count_params()
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"sources": []}, "sources"),
+        ({"sources": ["a", "a"]}, "distinct"),
+        ({"sources": ["../x"]}, "source name"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"hop": 300}, "hop"),
+        ({"bandwidth": -1.0}, "bandwidth"),
+        ({"mask_activation": "relu"}, "mask activation"),
+        ({"wiener_iterations": -1}, "Wiener"),
+        ({"hidden_size": 3}, "hidden_size"),
+    ],
+)
+def test_bad_options_are_refused_with_the_key_named(options, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("bandconv", **{**TINY, **options})
+
+
+def toy_batch(rng, batch=8, samples=4000):
+    """Two sources a mask can separate: low tones (< 500 Hz) and high tones (> 2 kHz)."""
+    t = np.arange(samples) / 8000
+
+    def tones(low, high):
+        freqs = rng.uniform(low, high, (batch, 1, 3))
+        phases = rng.uniform(0, 2 * np.pi, (batch, 1, 3))
+        return 0.3 * np.sin(2 * np.pi * freqs * t[None, :, None] + phases).sum(-1)
+
+    low = np.repeat(tones(100, 500)[..., None], 2, -1)
+    high = np.repeat(tones(2000, 3500)[..., None], 2, -1)
+    return (low + high).astype(np.float32), {"low": low.astype(np.float32), "high": high.astype(np.float32)}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_fit_lowers_the_loss_and_every_weight_gets_a_gradient(architecture, rng):
+    keras.utils.set_random_seed(1)
+    model = build_model(architecture, sources=["low", "high"], **TINY)
+    mixture, stems = toy_batch(rng)
+
+    with tf.GradientTape() as tape:
+        estimates = model(mixture, training=True)
+        loss = sum(tf.reduce_mean(tf.abs(estimates[k] - stems[k])) for k in stems)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    for weight, gradient in zip(model.trainable_weights, gradients):
+        assert gradient is not None and np.abs(gradient.numpy()).max() > 0, weight.path
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={k: "mae" for k in stems})
+    losses = model.fit(mixture, stems, batch_size=len(mixture), epochs=25, verbose=0).history["loss"]
+    assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
+
+
+def test_mixed_precision_keeps_signal_path_and_outputs_float32(rng):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model("bandconv", **TINY)
+        stems = model(rng.uniform(-1, 1, (1, 1000, 2)).astype(np.float32))
+        assert model.get_layer("bandconv_split").compute_dtype == "float16"
+        for name in ["stft", "masks", "stem_magnitudes", "wiener", "istft"]:
+            assert model.get_layer(name).compute_dtype == "float32"
+        assert {stem.dtype for stem in stems.values()} == {tf.float32}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_reconfigure_switches_wiener_on_with_the_same_weights(rng):
+    model = build_model("bandconv", **TINY)
+    filtered = reconfigure(model, wiener_iterations=2)
+    assert filtered.get_config()["wiener_iterations"] == 2
+    for a, b in zip(model.get_weights(), filtered.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
+    plain, refined = model(mixture), filtered(mixture)
+    assert max(np.abs(plain[k].numpy() - refined[k].numpy()).max() for k in plain) > 1e-4
+
+
+RELOAD_SCRIPT = """
+import sys, numpy as np, tfsep
+mixture = np.load(sys.argv[1])
+for path in sys.argv[2:]:
+    stems = tfsep.load_model(path).predict(mixture, verbose=0)
+    np.savez(path + ".npz", **stems)
+"""
+
+
+@pytest.mark.smoke
+def test_saved_models_reload_in_a_fresh_process_with_identical_outputs(tmp_path, rng):
+    mixture, _ = toy_batch(rng, batch=2)
+    np.save(tmp_path / "mixture.npy", mixture)
+    expected = {}
+    for architecture in ARCHITECTURES:
+        model = build_model(architecture, wiener_iterations=1, **TINY)
+        # Move every weight, statistics and batch-norm averages included, off its initial value.
+        for weight in model.weights:
+            weight.assign(weight.numpy() + rng.uniform(0.1, 0.2, weight.shape).astype(np.float32))
+        path = str(tmp_path / f"{architecture}.keras")
+        model.save(path)
+        expected[path] = model.predict(mixture, verbose=0)
+
+    subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(tmp_path / "mixture.npy"), *expected], check=True)
+    for path, stems in expected.items():
+        reloaded = np.load(path + ".npz")
+        assert sorted(reloaded.files) == sorted(stems)
+        for source in stems:
+            np.testing.assert_array_equal(reloaded[source], stems[source])
+
+
+def test_load_model_refuses_lambda_layers_and_foreign_models(tmp_path):
+    inputs = keras.Input((None, 2))
+    lambda_model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    lambda_model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
+        tfsep.load_model(tmp_path / "lambda.keras")
+
+    plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="not a tfsep SeparationModel"):
+        tfsep.load_model(tmp_path / "plain.keras")
+
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        tfsep.load_model(tmp_path / "missing.keras")

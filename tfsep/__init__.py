@@ -1,0 +1,24 @@
+"""tfsep: music source separation as one Keras 3 graph, waveform in, stems out."""
+
+import os
+
+# Before TensorFlow or Keras load: Keras on the TensorFlow backend, and TensorFlow's C++ log
+# quiet (TF 2.17 logs spurious cuFFT/cuDNN "errors" at import; real errors still raise).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+__version__ = "0.1.0"
+
+_LAZY = {"build_model": "tfsep.models", "load_model": "tfsep.models", "SeparationModel": "tfsep.models"}
+
+
+def __getattr__(name):
+    """Import TensorFlow only when the model API is first used, so the CLI starts quickly."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tfsep' has no attribute {name!r}")
+
+
+__all__ = ["build_model", "load_model", "SeparationModel", "__version__"]

@@ -1,0 +1,398 @@
+"""Keras layers of the masking pipeline: STFT, masks, phase reuse, Wiener filter, inverse STFT.
+
+Complex spectra travel as real tensors whose last axis holds (real, imaginary), so every
+layer saves, serialises and converts to TFLite without complex dtypes. The shapes used
+throughout:
+
+- waveform: (batch, samples, channels)
+- spectrum: (batch, frames, bins, channels, 2), with bins = n_fft // 2 + 1
+- magnitude: (batch, frames, bins, channels)
+- masks, stem magnitudes: (batch, frames, bins, channels, sources)
+- stem spectra: (batch, frames, bins, channels, sources, 2)
+- stems: (batch, samples, channels, sources)
+
+The signal layers compute in float32 whatever the global dtype policy, since the STFT,
+the masks and the Wiener filter need its precision under mixed precision too.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfsep._keras import keras
+
+WINDOWS = ("hann", "hamming", "blackman")
+MASK_ACTIVATIONS = ("sigmoid", "softmax")
+MASK_EXTENSIONS = ("average", "edge", "zeros")
+
+
+def window_array(window, n_fft):
+    """The periodic analysis window of length `n_fft`, as float32 numpy."""
+    phase = 2.0 * np.pi * np.arange(n_fft) / n_fft
+    if window == "hann":
+        values = 0.5 - 0.5 * np.cos(phase)
+    elif window == "hamming":
+        values = 0.54 - 0.46 * np.cos(phase)
+    elif window == "blackman":
+        values = 0.42 - 0.5 * np.cos(phase) + 0.08 * np.cos(2.0 * phase)
+    else:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    return values.astype(np.float32)
+
+
+def check_stft_settings(n_fft, hop, window):
+    """Raise ValueError unless `n_fft` is a power of two, 1 <= hop <= n_fft // 2 and the window is known."""
+    if not isinstance(n_fft, int) or n_fft < 2 or n_fft & (n_fft - 1):
+        raise ValueError(f"n_fft must be a power of two >= 2, got {n_fft!r}")
+    if not isinstance(hop, int) or not 1 <= hop <= n_fft // 2:
+        raise ValueError(f"hop must be an integer in [1, n_fft // 2 = {n_fft // 2}], got {hop!r}")
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+
+
+def num_frames(samples, hop):
+    """Frames that `STFT` gives for `samples` samples: 1 + ceil(samples / hop)."""
+    return 1 + (samples + hop - 1) // hop
+
+
+class Float32Layer(keras.layers.Layer):
+    """A layer that always computes in float32, whatever the dtype policy."""
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class STFT(Float32Layer):
+    """Centred short-time Fourier transform.
+
+    The waveform is zero-padded by n_fft // 2 on the left, and on the right by n_fft // 2
+    plus what fills the last hop, so that every sample lies where the frames' summed
+    squared window is well away from zero and `InverseSTFT` restores it exactly.
+
+    Input: waveform (batch, samples, channels), any samples >= 1 and any channels.
+    Output: spectrum (batch, frames, bins, channels, 2), frames = 1 + ceil(samples / hop),
+    bins = n_fft // 2 + 1, last axis (real, imaginary).
+    """
+
+    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
+        super().__init__(**kwargs)
+        check_stft_settings(n_fft, hop, window)
+        self.n_fft = n_fft
+        self.hop = hop
+        self.window = window
+        self._window = window_array(window, n_fft)
+
+    def call(self, waveform):
+        waveform = tf.convert_to_tensor(waveform, tf.float32)
+        samples = tf.shape(waveform)[1]
+        frames = num_frames(samples, self.hop)
+        pad_right = (frames - 1) * self.hop + self.n_fft // 2 - samples
+        padded = tf.pad(waveform, [[0, 0], [self.n_fft // 2, pad_right], [0, 0]])
+        spectrum = tf.signal.stft(
+            tf.transpose(padded, [0, 2, 1]),
+            frame_length=self.n_fft,
+            frame_step=self.hop,
+            fft_length=self.n_fft,
+            window_fn=lambda length, dtype: tf.constant(self._window, dtype),
+        )  # (batch, channels, frames, bins), complex
+        spectrum = tf.stack([tf.math.real(spectrum), tf.math.imag(spectrum)], axis=-1)
+        return tf.transpose(spectrum, [0, 2, 3, 1, 4])
+
+    def compute_output_shape(self, input_shape):
+        batch, samples, channels = input_shape
+        frames = None if samples is None else num_frames(samples, self.hop)
+        return (batch, frames, self.n_fft // 2 + 1, channels, 2)
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class InverseSTFT(Float32Layer):
+    """Inverse of `STFT` by weighted overlap-add, cropped to the length of a reference waveform.
+
+    Each frame is inverse-transformed, windowed and overlap-added; the sum is divided by the
+    overlap-added squared window of the frames present, then the centre padding is cropped.
+
+    Inputs: [spectrum (batch, frames, bins, *dims, 2), reference (batch, samples, ...)], where
+    only the reference's length is used. Output: (batch, samples, *dims).
+    """
+
+    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
+        super().__init__(**kwargs)
+        check_stft_settings(n_fft, hop, window)
+        self.n_fft = n_fft
+        self.hop = hop
+        self.window = window
+        self._window = window_array(window, n_fft)
+
+    def call(self, inputs):
+        spectrum, reference = inputs
+        spectrum = tf.convert_to_tensor(spectrum, tf.float32)
+        samples = tf.shape(reference)[1]
+        shape = tf.shape(spectrum)
+        frames = shape[1]
+        dims = shape[3:-1]
+        flat = tf.reshape(spectrum, tf.concat([shape[:3], [-1, 2]], axis=0))
+        flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
+        frame_signals = tf.signal.irfft(tf.complex(flat[..., 0], flat[..., 1]), [self.n_fft])
+        signal = tf.signal.overlap_and_add(frame_signals * self._window, self.hop)
+        window_sum = tf.signal.overlap_and_add(tf.tile(self._window[None] ** 2, [frames, 1]), self.hop)
+        start = self.n_fft // 2
+        signal = signal[:, :, start : start + samples] / window_sum[start : start + samples]
+        signal = tf.transpose(signal, [0, 2, 1])  # (batch, samples, dims)
+        return tf.reshape(signal, tf.concat([[shape[0], samples], dims], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        spectrum_shape, reference_shape = input_shape
+        return (spectrum_shape[0], reference_shape[1], *spectrum_shape[3:-1])
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class Magnitude(Float32Layer):
+    """|X|: spectrum (..., 2) -> magnitude (...)."""
+
+    def call(self, spectrum):
+        return tf.sqrt(tf.reduce_sum(tf.square(spectrum), axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class CropBins(keras.layers.Layer):
+    """Keep the lowest `max_bin` frequency bins: (batch, frames, bins, ...) -> (batch, frames, max_bin, ...)."""
+
+    def __init__(self, max_bin, **kwargs):
+        super().__init__(**kwargs)
+        self.max_bin = max_bin
+
+    def call(self, magnitude):
+        return magnitude[:, :, : self.max_bin]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], self.max_bin, *input_shape[3:])
+
+    def get_config(self):
+        return {**super().get_config(), "max_bin": self.max_bin}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class Masks(Float32Layer):
+    """Soft masks from logits: sigmoid (each in [0, 1]) or softmax across sources (they sum to 1).
+
+    Input: logits (batch, frames, bins, channels, sources). Output: masks, same shape.
+    """
+
+    def __init__(self, activation="sigmoid", **kwargs):
+        super().__init__(**kwargs)
+        if activation not in MASK_ACTIVATIONS:
+            raise ValueError(f"mask activation must be one of {MASK_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+
+    def call(self, logits):
+        logits = tf.cast(logits, tf.float32)
+        if self.activation == "softmax":
+            return tf.nn.softmax(logits, axis=-1)
+        return tf.sigmoid(logits)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class ExtendMasks(Float32Layer):
+    """Extend band-limited masks to every bin of the mixture, as Spleeter and Open-Unmix do.
+
+    Above the processed bins a mask takes, per frame, channel and source: its mean over the
+    processed bins (`average`, which keeps softmax masks summing to 1), the value of the
+    highest processed bin (`edge`), or 0 (`zeros`).
+
+    Inputs: [masks (batch, frames, max_bin, channels, sources), magnitude (batch, frames, bins, channels)].
+    Output: masks (batch, frames, bins, channels, sources).
+    """
+
+    def __init__(self, mode="average", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MASK_EXTENSIONS:
+            raise ValueError(f"mask extension must be one of {MASK_EXTENSIONS}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        masks, magnitude = inputs
+        missing = tf.shape(magnitude)[2] - tf.shape(masks)[2]
+        if self.mode == "average":
+            fill = tf.reduce_mean(masks, axis=2, keepdims=True)
+        elif self.mode == "edge":
+            fill = masks[:, :, -1:]
+        else:
+            fill = tf.zeros_like(masks[:, :, -1:])
+        upper = tf.repeat(fill, missing, axis=2)
+        return tf.concat([masks, upper], axis=2)
+
+    def compute_output_shape(self, input_shape):
+        masks_shape, magnitude_shape = input_shape
+        return (*masks_shape[:2], magnitude_shape[2], *masks_shape[3:])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class MaskMagnitude(Float32Layer):
+    """|Ŷ_k| = M_k ⊙ |X|.
+
+    Inputs: [masks (batch, frames, bins, channels, sources), magnitude (batch, frames, bins, channels)].
+    Output: stem magnitudes (batch, frames, bins, channels, sources).
+    """
+
+    def call(self, inputs):
+        masks, magnitude = inputs
+        return tf.cast(masks, tf.float32) * magnitude[..., None]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class PhaseReuse(Float32Layer):
+    """Ȳ_k = |Ŷ_k| ⊙ exp(j∠X): stem magnitudes with the mixture's phase (angle 0 where X = 0).
+
+    Inputs: [stem magnitudes (batch, frames, bins, channels, sources), spectrum (batch, frames, bins, channels, 2)].
+    Output: stem spectra (batch, frames, bins, channels, sources, 2).
+    """
+
+    def call(self, inputs):
+        stem_magnitudes, spectrum = inputs
+        magnitude = tf.sqrt(tf.reduce_sum(tf.square(spectrum), axis=-1))
+        nonzero = magnitude > 0.0
+        safe = tf.where(nonzero, magnitude, 1.0)
+        cos = tf.where(nonzero, spectrum[..., 0] / safe, 1.0)
+        sin = tf.where(nonzero, spectrum[..., 1] / safe, 0.0)
+        phasor = tf.stack([cos, sin], axis=-1)[..., None, :]  # (batch, frames, bins, channels, 1, 2)
+        return stem_magnitudes[..., None] * phasor
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0], 2)
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class WienerFilter(Float32Layer):
+    """Multichannel Wiener filtering by expectation-maximisation, as in norbert and Open-Unmix.
+
+    Each iteration re-estimates every source's power spectral density v_j(t, f) (the mean
+    over channels of |y_j|²) and spatial covariance R_j(f), then sets
+    y_j = v_j R_j (Σ_i v_i R_i + √eps I)⁻¹ x. With 0 iterations the layer returns the stem
+    spectra unchanged, i.e. soft masking with the mixture's phase. Spectra are scaled down
+    to peak at most `scale_factor` during the iterations, for numerical stability.
+
+    Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), spectrum (batch, frames, bins, channels, 2)].
+    Output: stem spectra, same shape.
+    """
+
+    def __init__(self, iterations=0, eps=1e-10, scale_factor=10.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"Wiener iterations must be an integer >= 0, got {iterations!r}")
+        self.iterations = iterations
+        self.eps = eps
+        self.scale_factor = scale_factor
+
+    def call(self, inputs):
+        stems, spectrum = inputs
+        if self.iterations == 0:
+            return stems
+        peak = tf.sqrt(tf.reduce_max(tf.reduce_sum(tf.square(spectrum), -1), axis=[1, 2, 3]))
+        scale = tf.maximum(1.0, peak / self.scale_factor)[:, None, None, None]  # (batch, 1, 1, 1)
+        x = (spectrum[..., 0] / scale, spectrum[..., 1] / scale)
+        y = (stems[..., 0] / scale[..., None], stems[..., 1] / scale[..., None])
+        for _ in range(self.iterations):
+            y = self._em_step(y, x)
+        return tf.stack([y[0], y[1]], axis=-1) * scale[..., None, None]
+
+    def _em_step(self, y, x):
+        """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of (batch, frames, bins, channels)."""
+        y_re, y_im = y
+        channels = y_re.shape[3]
+        psd = tf.reduce_mean(y_re**2 + y_im**2, axis=3)  # (batch, frames, bins, sources)
+        # Spatial covariance R_j[c, d] = Σ_t y_c conj(y_d) / Σ_t v_j, shape (batch, bins, sources, c, d).
+        cov_re = tf.einsum("btfcs,btfds->bfscd", y_re, y_re) + tf.einsum("btfcs,btfds->bfscd", y_im, y_im)
+        cov_im = tf.einsum("btfcs,btfds->bfscd", y_im, y_re) - tf.einsum("btfcs,btfds->bfscd", y_re, y_im)
+        weight = self.eps + tf.reduce_sum(psd, axis=1)[..., None, None]  # (batch, bins, sources, 1, 1)
+        r_re, r_im = cov_re / weight, cov_im / weight
+        # Mixture covariance Cxx = √eps I + Σ_j v_j R_j, shape (batch, frames, bins, c, d).
+        identity = tf.eye(channels) * np.sqrt(self.eps)
+        cxx_re = identity + tf.einsum("btfs,bfscd->btfcd", psd, r_re)
+        cxx_im = tf.einsum("btfs,bfscd->btfcd", psd, r_im)
+        inv_re, inv_im = _complex_inverse(cxx_re, cxx_im)
+        # Gain G_j = v_j R_j Cxx⁻¹, then y_j = G_j x.
+        g_re = tf.einsum("bfsce,btfed->btfscd", r_re, inv_re) - tf.einsum("bfsce,btfed->btfscd", r_im, inv_im)
+        g_im = tf.einsum("bfsce,btfed->btfscd", r_re, inv_im) + tf.einsum("bfsce,btfed->btfscd", r_im, inv_re)
+        g_re, g_im = g_re * psd[..., None, None], g_im * psd[..., None, None]
+        x_re, x_im = x
+        new_re = tf.einsum("btfscd,btfd->btfcs", g_re, x_re) - tf.einsum("btfscd,btfd->btfcs", g_im, x_im)
+        new_im = tf.einsum("btfscd,btfd->btfcs", g_re, x_im) + tf.einsum("btfscd,btfd->btfcs", g_im, x_re)
+        return new_re, new_im
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        config = {"iterations": self.iterations, "eps": self.eps, "scale_factor": self.scale_factor}
+        return {**super().get_config(), **config}
+
+
+def _complex_inverse(a_re, a_im):
+    """Inverse of complex matrices (..., c, c) given as real and imaginary parts.
+
+    Closed forms for 1 and 2 channels, which export to TFLite builtins; a real 2c × 2c
+    embedding [[Re, -Im], [Im, Re]] otherwise.
+    """
+    channels = a_re.shape[-1]
+    if channels == 1:
+        return _complex_reciprocal((a_re, a_im))
+    if channels == 2:
+        # inv([[a, b], [c, d]]) = [[d, -b], [-c, a]] / (ad - bc)
+        a, b, c, d = [(a_re[..., i, j], a_im[..., i, j]) for i in (0, 1) for j in (0, 1)]
+        det_ad, det_bc = _complex_multiply(a, d), _complex_multiply(b, c)
+        inv_det = _complex_reciprocal((det_ad[0] - det_bc[0], det_ad[1] - det_bc[1]))
+        adjugate = [[d, (-b[0], -b[1])], [(-c[0], -c[1]), a]]
+        rows = [[_complex_multiply(z, inv_det) for z in row] for row in adjugate]
+        return tuple(tf.stack([tf.stack([z[part] for z in row], -1) for row in rows], -2) for part in (0, 1))
+    embedded = tf.concat([tf.concat([a_re, -a_im], -1), tf.concat([a_im, a_re], -1)], -2)
+    inverse = tf.linalg.inv(embedded)
+    return inverse[..., :channels, :channels], inverse[..., channels:, :channels]
+
+
+def _complex_multiply(z, w):
+    return z[0] * w[0] - z[1] * w[1], z[0] * w[1] + z[1] * w[0]
+
+
+def _complex_reciprocal(z):
+    norm = z[0] ** 2 + z[1] ** 2
+    return z[0] / norm, -z[1] / norm
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class SplitSources(Float32Layer):
+    """Stems (batch, samples, channels, sources) -> a list of `sources` tensors (batch, samples, channels)."""
+
+    def __init__(self, sources, **kwargs):
+        super().__init__(**kwargs)
+        self.sources = sources
+
+    def call(self, stems):
+        return tf.unstack(stems, num=self.sources, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[:-1])] * self.sources
+
+    def get_config(self):
+        return {**super().get_config(), "sources": self.sources}

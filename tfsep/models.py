@@ -1,0 +1,198 @@
+"""The end-to-end separation model: one Keras functional graph, waveform in, stems out.
+
+    X = STFT(mixture)                       spectrum (batch, frames, bins, channels, 2)
+    M = masks(network(|X| below the cutoff)), extended to every bin
+    |Ŷ_k| = M_k ⊙ |X|                       stem magnitudes
+    Ȳ_k = |Ŷ_k| ⊙ exp(j∠X)                 mixture phase reused, then optional Wiener EM
+    ŝ_k = iSTFT(Ȳ_k), cropped to the mixture's length
+"""
+
+import inspect
+import re
+from pathlib import Path
+
+from tfsep import networks
+from tfsep._keras import keras
+from tfsep.layers import (
+    STFT,
+    CropBins,
+    ExtendMasks,
+    InverseSTFT,
+    Magnitude,
+    MaskMagnitude,
+    Masks,
+    PhaseReuse,
+    SplitSources,
+    WienerFilter,
+    check_stft_settings,
+)
+
+SOURCES = ("vocals", "drums", "bass", "other")
+_SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def max_bin(sample_rate, n_fft, bandwidth):
+    """Number of bins whose centre frequency is at most `bandwidth` Hz (all bins if None)."""
+    bins = n_fft // 2 + 1
+    if bandwidth is None:
+        return bins
+    return min(bins, int(bandwidth * n_fft / sample_rate) + 1)
+
+
+def _check_model_settings(sources, sample_rate, channels, bandwidth):
+    if not sources or len(set(sources)) != len(sources):
+        raise ValueError(f"sources must be a non-empty list of distinct names, got {list(sources)}")
+    for source in sources:
+        if not isinstance(source, str) or not _SOURCE_NAME.match(source):
+            raise ValueError(f"source name {source!r} must start with a letter and hold only letters, digits and _")
+    for key, value in (("sample_rate", sample_rate), ("channels", channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if bandwidth is not None and not bandwidth > 0:
+        raise ValueError(f"bandwidth must be a positive frequency in Hz or None, got {bandwidth!r}")
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class SeparationModel(keras.Model):
+    """Mask-based source separation as one Keras graph.
+
+    Input `waveform`: float32 (batch, samples, channels) at `sample_rate`, any samples >= 1.
+    Output: a dict {source: (batch, samples, channels)}.
+
+    The config is exactly the constructor's arguments, so sources, sample rate and STFT
+    settings travel with a saved model, and loading rebuilds the same graph.
+
+    Args:
+        architecture: mask network, one of `networks.NETWORKS`.
+        sources: source names; they name the outputs.
+        sample_rate, channels: what the model expects at its input.
+        n_fft, hop, window: STFT settings (n_fft a power of two, hop <= n_fft // 2).
+        bandwidth: the network sees bins up to this frequency (Hz); None for all bins.
+        mask_activation: `sigmoid` (each mask in [0, 1]) or `softmax` (masks sum to 1).
+        mask_extension: how masks cover the bins above `bandwidth`: `average`, `edge` or `zeros`.
+        wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
+        size: network size preset, `tiny`, `small` or `base`.
+        network: network options that override the preset, e.g. {"hidden": 256} for umx.
+    """
+
+    def __init__(
+        self,
+        architecture="bandconv",
+        sources=SOURCES,
+        sample_rate=44100,
+        channels=2,
+        n_fft=4096,
+        hop=1024,
+        window="hann",
+        bandwidth=16000.0,
+        mask_activation="sigmoid",
+        mask_extension="average",
+        wiener_iterations=0,
+        size="base",
+        network=None,
+        name="tfsep",
+    ):
+        sources = tuple(sources)
+        _check_model_settings(sources, sample_rate, channels, bandwidth)
+        check_stft_settings(n_fft, hop, window)
+        options = networks.network_options(architecture, size, network)
+
+        mixture = keras.Input(shape=(None, channels), name="waveform")
+        spectrum = STFT(n_fft, hop, window, name="stft")(mixture)
+        magnitude = Magnitude(name="magnitude")(spectrum)
+        processed = CropBins(max_bin(sample_rate, n_fft, bandwidth), name="crop_bins")(magnitude)
+        logits = networks.NETWORKS[architecture](processed, sources, sample_rate / n_fft, **options)
+        masks = Masks(mask_activation, name="masks")(logits)
+        masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
+        stem_magnitudes = MaskMagnitude(name="stem_magnitudes")([masks, magnitude])
+        stem_spectra = PhaseReuse(name="phase_reuse")([stem_magnitudes, spectrum])
+        stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
+        stems = InverseSTFT(n_fft, hop, window, name="istft")([stem_spectra, mixture])
+        outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))
+        super().__init__(inputs=mixture, outputs=outputs, name=name)
+
+        self._tfsep_config = {
+            "architecture": architecture,
+            "sources": list(sources),
+            "sample_rate": sample_rate,
+            "channels": channels,
+            "n_fft": n_fft,
+            "hop": hop,
+            "window": window,
+            "bandwidth": bandwidth,
+            "mask_activation": mask_activation,
+            "mask_extension": mask_extension,
+            "wiener_iterations": wiener_iterations,
+            "size": size,
+            "network": dict(network or {}),
+        }
+
+    @property
+    def sources(self):
+        return tuple(self._tfsep_config["sources"])
+
+    @property
+    def sample_rate(self):
+        return self._tfsep_config["sample_rate"]
+
+    def get_config(self):
+        config = {key: value for key, value in self._tfsep_config.items()}
+        config["network"] = dict(config["network"])
+        return {**config, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+_MODEL_ARGUMENTS = set(inspect.signature(SeparationModel.__init__).parameters) - {"self", "network"}
+
+
+def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **options):
+    """Build a `SeparationModel`.
+
+    `options` are the model's other arguments (n_fft, hop, window, bandwidth, channels,
+    mask_activation, mask_extension, wiener_iterations, size) and the network's own
+    options (e.g. `hidden` for umx, `filters` for unet, `bands`/`features`/`blocks` for
+    bandconv), which override the size preset. Unknown options raise ValueError.
+    """
+    model_options = {key: value for key, value in options.items() if key in _MODEL_ARGUMENTS}
+    network_options = {key: value for key, value in options.items() if key not in _MODEL_ARGUMENTS}
+    return SeparationModel(architecture, sources, sample_rate, network=network_options, **model_options)
+
+
+def spectrogram_model(model):
+    """The spectrogram-domain part of `model`, sharing its weights, for magnitude losses.
+
+    Input: waveform (batch, samples, channels). Output: a dict with `magnitude` |X|
+    (batch, frames, bins, channels), `masks` M and `stem_magnitudes` M ⊙ |X|, both
+    (batch, frames, bins, channels, sources).
+    """
+    outputs = {
+        "magnitude": model.get_layer("magnitude").output,
+        "masks": model.get_layer("extend_masks").output,
+        "stem_magnitudes": model.get_layer("stem_magnitudes").output,
+    }
+    return keras.Model(model.input, outputs, name=f"{model.name}_spectrogram")
+
+
+def reconfigure(model, **changes):
+    """A copy of `model` with changed weightless options (e.g. `wiener_iterations`), same weights."""
+    rebuilt = SeparationModel.from_config({**model.get_config(), **changes})
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def load_model(path):
+    """Load a `.keras` file saved from a `SeparationModel`, with Keras's `safe_mode=True`.
+
+    Raises FileNotFoundError if there is no such file and ValueError if the file holds
+    something other than a tfsep model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    model = keras.saving.load_model(path, safe_mode=True)
+    if not isinstance(model, SeparationModel):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a tfsep SeparationModel")
+    return model
