@@ -9,33 +9,27 @@ import sys
 import tfsep
 
 
-def tensorflow_io_status():
-    """One line on tensorflow-io: not installed, installed with working kernels, or broken."""
-    try:
-        import tensorflow as tf
-        import tensorflow_io as tfio
-    except ImportError:
-        return "not installed"
-    try:
-        tfio.audio.resample(tf.zeros([8, 1]), rate_in=8, rate_out=4)
-    except Exception as error:  # its kernels fail to load on TensorFlow >= 2.18
-        return f"{tfio.__version__} installed, but its kernels do not load here ({type(error).__name__})"
-    return f"{tfio.__version__}, kernels load"
-
-
 def run_info(args):
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from tfsep import networks
+    from tfsep import audio, networks
 
     print(f"tfsep {tfsep.__version__}")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__} ({keras.backend.backend()}), NumPy {np.__version__}")
-    print(f"tensorflow-io: {tensorflow_io_status()}")
+    print(f"tensorflow-io: {audio.tensorflow_io_status()}")
     gpus = tf.config.list_physical_devices("GPU")
     print(f"GPUs: {len(gpus) or 'none'}")
     print(f"architectures: {', '.join(sorted(networks.NETWORKS))}; sizes: tiny, small, base")
+    return 0
+
+
+def run_render_dataset(args):
+    from tfsep.render import render_dataset
+
+    folders = render_dataset(args.out, args.layout, args.tracks, args.seed, args.jobs)
+    print(f"rendered {len(folders)} tracks into {args.out}")
     return 0
 
 
@@ -46,6 +40,20 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = commands.add_parser("info", help="versions, tensorflow-io and GPU status, architectures")
     info.set_defaults(run=run_info)
+
+    render = commands.add_parser(
+        "render-dataset", help="render a multitrack data set from Bach chorales with FluidSynth",
+        description="Render OUT/{train,valid,test}/<track>/{mixture,<stems>}.wav from music21's Bach chorales. "
+        "Needs fluidsynth and General MIDI soundfonts (apt-get install fluidsynth fluid-soundfont-gm "
+        "timgm6mb-soundfont). Tracks already in OUT from the same settings are kept.",
+    )
+    render.add_argument("out", help="output folder")
+    render.add_argument("--layout", choices=["band", "satb"], default="band",
+                        help="band: vocals, drums, bass, other; satb: soprano, alto, tenor, bass")
+    render.add_argument("--tracks", type=int, default=10, help="number of tracks, 10%% each go to valid and test")
+    render.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    render.add_argument("--jobs", type=int, default=2, help="tracks rendered at once")
+    render.set_defaults(run=run_render_dataset)
     return parser
 
 
