@@ -58,10 +58,7 @@ class Track:
     files: dict
 
     def check(self):
-        """Raise DatasetError unless every stem has the mixture's length, sample rate and channels.
-
-        Returns the mixture's `audio.AudioInfo`.
-        """
+        """Raise DatasetError unless every stem has the mixture's length, sample rate and channels."""
         try:
             found = {name: audio.info(path) for name, path in self.files.items()}
         except audio.AudioError as error:
@@ -76,7 +73,6 @@ class Track:
                     )
         if reference.samples == 0:
             raise DatasetError(f"track {self.name!r}: {self.files['mixture']} holds no samples")
-        return reference
 
 
 def _audio_file(folder, name):
@@ -282,8 +278,11 @@ def _to_example(stems, sources):
     return tf.reduce_sum(stems, axis=0), {source: stems[k] for k, source in enumerate(sources)}
 
 
-def training_dataset(library, sources, samples, batch_size, seed=0, augmentation=Augmentation()):
-    """An endless, seeded tf.data pipeline of augmented random chunks, batched and prefetched.
+CHUNK_SAMPLES = 6 * 44100  # Open-Unmix's 6 s training chunks at 44.1 kHz
+
+
+def training_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16, seed=0, augmentation=Augmentation()):
+    """An endless, seeded tf.data pipeline of augmented random `samples`-long chunks, batched and prefetched.
 
     Example i depends only on (seed, i), so the stream is the same under any parallelism.
     Elements: (mixture (batch, samples, channels), {source: (batch, samples, channels)}).
@@ -303,7 +302,7 @@ def training_dataset(library, sources, samples, batch_size, seed=0, augmentation
     return examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_dataset(library, sources, samples, batch_size):
+def validation_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16):
     """Every track cut into consecutive `samples`-long chunks (the last zero-padded), no augmentation.
 
     Deterministic and finite. Elements as in `training_dataset`.

@@ -62,8 +62,23 @@ class Float32Layer(keras.layers.Layer):
         super().__init__(**kwargs)
 
 
+class _FourierLayer(Float32Layer):
+    """Holds and checks the STFT settings shared by `STFT` and `InverseSTFT`."""
+
+    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
+        super().__init__(**kwargs)
+        check_stft_settings(n_fft, hop, window)
+        self.n_fft = n_fft
+        self.hop = hop
+        self.window = window
+        self._window = window_array(window, n_fft)
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
+
+
 @keras.saving.register_keras_serializable(package="tfsep")
-class STFT(Float32Layer):
+class STFT(_FourierLayer):
     """Centred short-time Fourier transform.
 
     The waveform is zero-padded by n_fft // 2 on the left, and on the right by n_fft // 2
@@ -74,14 +89,6 @@ class STFT(Float32Layer):
     Output: spectrum (batch, frames, bins, channels, 2), frames = 1 + ceil(samples / hop),
     bins = n_fft // 2 + 1, last axis (real, imaginary).
     """
-
-    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
-        super().__init__(**kwargs)
-        check_stft_settings(n_fft, hop, window)
-        self.n_fft = n_fft
-        self.hop = hop
-        self.window = window
-        self._window = window_array(window, n_fft)
 
     def call(self, waveform):
         waveform = tf.convert_to_tensor(waveform, tf.float32)
@@ -104,12 +111,9 @@ class STFT(Float32Layer):
         frames = None if samples is None else num_frames(samples, self.hop)
         return (batch, frames, self.n_fft // 2 + 1, channels, 2)
 
-    def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
-
 
 @keras.saving.register_keras_serializable(package="tfsep")
-class InverseSTFT(Float32Layer):
+class InverseSTFT(_FourierLayer):
     """Inverse of `STFT` by weighted overlap-add, cropped to the length of a reference waveform.
 
     Each frame is inverse-transformed, windowed and overlap-added; the sum is divided by the
@@ -118,14 +122,6 @@ class InverseSTFT(Float32Layer):
     Inputs: [spectrum (batch, frames, bins, *dims, 2), reference (batch, samples, ...)], where
     only the reference's length is used. Output: (batch, samples, *dims).
     """
-
-    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
-        super().__init__(**kwargs)
-        check_stft_settings(n_fft, hop, window)
-        self.n_fft = n_fft
-        self.hop = hop
-        self.window = window
-        self._window = window_array(window, n_fft)
 
     def call(self, inputs):
         spectrum, reference = inputs
@@ -147,9 +143,6 @@ class InverseSTFT(Float32Layer):
     def compute_output_shape(self, input_shape):
         spectrum_shape, reference_shape = input_shape
         return (spectrum_shape[0], reference_shape[1], *spectrum_shape[3:-1])
-
-    def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
