@@ -190,7 +190,8 @@ def numpy_wiener_step(y, x, eps=1e-10):
     out = np.zeros_like(y)
     for t in range(frames):
         for f in range(bins):
-            cxx = np.sqrt(eps) * np.eye(channels) + sum(v[t, f, j] * R[f, j] for j in range(sources))
+            cxx = sum(v[t, f, j] * R[f, j] for j in range(sources))
+            cxx += (np.sqrt(eps) + 1e-4 * np.trace(cxx).real / channels) * np.eye(channels)  # diagonal loading
             inverse = np.linalg.inv(cxx)
             for j in range(sources):
                 out[t, f, :, j] = v[t, f, j] * R[f, j] @ inverse @ x[t, f]

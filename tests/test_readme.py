@@ -27,3 +27,13 @@ def test_python_examples_run(tmp_path, monkeypatch):
     mixture, stems = next(iter(namespace["batches"]))
     assert mixture.shape == (16, 6 * 44100, 2) and set(stems) == {"vocals", "drums", "bass", "other"}
     assert sum(1 for _ in namespace["validation"]) >= 1
+
+
+@pytest.mark.smoke
+def test_training_commands_name_valid_configs_and_keys():
+    from tfsep.train import load_config
+
+    commands = re.findall(r"^\s*tfsep train --config (\S+)(.*?)(?:#.*)?$", README.read_text(), flags=re.M)
+    assert len(commands) >= 3, "the README has lost its training commands"
+    for config, overrides in commands:
+        load_config(README.parent / config, overrides.split())

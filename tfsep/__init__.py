@@ -9,7 +9,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
 
-_LAZY = {"build_model": "tfsep.models", "load_model": "tfsep.models", "SeparationModel": "tfsep.models"}
+_LAZY = {
+    "build_model": "tfsep.models",
+    "load_model": "tfsep.models",
+    "SeparationModel": "tfsep.models",
+    "Separator": "tfsep.separate",
+    "train": "tfsep.train",
+}
 
 
 def __getattr__(name):
@@ -21,4 +27,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'tfsep' has no attribute {name!r}")
 
 
-__all__ = ["build_model", "load_model", "SeparationModel", "__version__"]
+__all__ = ["build_model", "load_model", "SeparationModel", "Separator", "train", "__version__"]

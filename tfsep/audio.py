@@ -1,12 +1,18 @@
 """Read, write and resample audio files; every error names the file.
 
-Arrays are float32 (samples, channels). Files are read with soundfile (libsndfile: wav,
-flac, ogg, mp3), resampled with soxr, and written atomically: to a temporary file in the
-same folder, then renamed over the target, so an interrupted write never leaves half a file.
+Arrays are float32 (samples, channels). wav, flac and ogg are read with soundfile
+(libsndfile), mp3, m4a and other compressed formats with ffmpeg when it is installed.
+Audio is resampled with soxr and written atomically: to a temporary file in the same
+folder, then renamed over the target, so an interrupted write never leaves half a file.
+Long files can be read and written block by block (`blocks`, `BlockWriter`).
 """
 
 import functools
+import json
 import os
+import re
+import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +34,111 @@ class AudioInfo:
     subtype: str
 
 
-def info(path):
-    """Length, rate, channels and sample format of an audio file, without decoding it."""
-    path = Path(path)
+FFMPEG_SUFFIXES = {".mp3", ".m4a", ".mp4", ".aac", ".opus", ".wma", ".webm", ".mka"}
+FFMPEG_INSTALL = "install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)"
+
+
+def _uses_ffmpeg(path):
+    return path.suffix.lower() in FFMPEG_SUFFIXES
+
+
+def _check_file(path):
     if not path.is_file():
         raise AudioError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    if _uses_ffmpeg(path) and shutil.which("ffmpeg") is None:
+        raise AudioError(f"{path}: reading {path.suffix.lower()} files needs ffmpeg; {FFMPEG_INSTALL}")
+
+
+def info(path):
+    """Length, rate, channels and sample format of an audio file, without decoding it.
+
+    For files decoded by ffmpeg the length comes from the container and may be approximate.
+    """
+    path = Path(path)
+    _check_file(path)
+    if _uses_ffmpeg(path):
+        return _ffprobe(path)
     try:
         found = soundfile.info(str(path))
     except Exception as error:
         raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    _check_complete(path, found.extra_info)
     return AudioInfo(found.frames, found.samplerate, found.channels, found.subtype)
+
+
+_DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def _check_complete(path, log):
+    """Raise AudioError if libsndfile's header log says the file is shorter than its header promises.
+
+    A wav header of 0 or 0xFFFFFFFF data bytes (written by streaming tools) is no promise.
+    """
+    match = _DATA_LENGTH.search(log)
+    if match:
+        promised, present = int(match[1]), int(match[2])
+        if promised > present and promised not in (0, 0xFFFFFFFF):
+            raise AudioError(f"{path}: truncated (its header promises {promised} bytes of samples, "
+                             f"the file holds {present})")
+
+
+def _ffprobe(path):
+    command = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+               "stream=sample_rate,channels,duration,sample_fmt", "-of", "json", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    streams = json.loads(result.stdout or "{}").get("streams") if result.returncode == 0 else None
+    if not streams:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(result.stderr) if result.stderr else 'no audio stream'})")
+    stream = streams[0]
+    rate = int(stream["sample_rate"])
+    duration = float(stream.get("duration") or 0.0)
+    return AudioInfo(int(round(duration * rate)), rate, int(stream["channels"]), stream.get("sample_fmt", ""))
+
+
+def blocks(path, block_samples=441000):
+    """(AudioInfo, generator of float32 (n, channels) blocks) of the whole file, decoded as it goes."""
+    path = Path(path)
+    found = info(path)
+    if _uses_ffmpeg(path):
+        return found, _ffmpeg_blocks(path, found.channels, block_samples)
+    return found, _soundfile_blocks(path, block_samples)
+
+
+def _soundfile_blocks(path, block_samples):
+    try:
+        with soundfile.SoundFile(str(path)) as file:
+            while True:
+                block = file.read(block_samples, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+    except AudioError:
+        raise
+    except Exception as error:
+        raise AudioError(f"{path}: cannot decode ({_reason(error)})") from None
+
+
+def _ffmpeg_blocks(path, channels, block_samples):
+    command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+               "-acodec", "pcm_f32le", "pipe:1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    frame_bytes = 4 * channels
+    try:
+        while True:
+            data = process.stdout.read(block_samples * frame_bytes)
+            if not data:
+                break
+            data = data[: len(data) - len(data) % frame_bytes]
+            yield np.frombuffer(data, np.float32).reshape(-1, channels)
+        error = process.stderr.read().decode(errors="replace")
+        if process.wait():
+            raise AudioError(f"{path}: ffmpeg cannot decode it ({_reason(error) if error.strip() else 'failed'})")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
 
 
 def read(path, sample_rate=None):
@@ -46,11 +147,15 @@ def read(path, sample_rate=None):
     Returns (audio, rate), where rate is `sample_rate` or the file's own.
     """
     path = Path(path)
-    info(path)
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:
-        raise AudioError(f"{path}: cannot decode ({_reason(error)})") from None
+    found = info(path)
+    if _uses_ffmpeg(path):
+        audio, rate = np.concatenate(list(_ffmpeg_blocks(path, found.channels, 441000)) or
+                                     [np.zeros((0, found.channels), np.float32)]), found.sample_rate
+    else:
+        try:
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except Exception as error:
+            raise AudioError(f"{path}: cannot decode ({_reason(error)})") from None
     if sample_rate is not None and rate != sample_rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate
@@ -63,19 +168,93 @@ def resample(audio, rate_in, rate_out):
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def write(path, audio, sample_rate, subtype="FLOAT"):
-    """Write (samples, channels) audio to `path` atomically; the format follows the suffix (.wav, .flac)."""
+def temporary_beside(path):
+    """A new empty temporary file in `path`'s folder (created if needed), with the permissions of a new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(descriptor)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    return temporary
+
+
+def replace_atomically(path, write):
+    """Call write(temporary path) on a temporary file beside `path`, then rename it to `path`.
+
+    An existing file at `path` stays as it was unless everything succeeds.
+    """
+    temporary = temporary_beside(path)
     try:
-        file_format = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-        soundfile.write(temporary, audio, sample_rate, subtype=subtype, format=file_format)
+        write(temporary)
         os.replace(temporary, path)
-    except Exception as error:
+    except BaseException:
         Path(temporary).unlink(missing_ok=True)
-        raise AudioError(f"{path}: cannot write ({_reason(error)})") from None
+        raise
+
+
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+def write(path, audio, sample_rate, subtype="FLOAT"):
+    """Write (samples, channels) audio to `path` atomically; the format follows the suffix (.wav, .flac)."""
+    writer = BlockWriter(path, sample_rate, audio.shape[1], subtype)
+    try:
+        writer.write(audio)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+
+
+class BlockWriter:
+    """An audio file written block by block into a temporary file beside `path`.
+
+    `commit()` closes it and renames it into place; `discard()` removes it. Until the
+    commit, an existing file at `path` is untouched.
+    """
+
+    def __init__(self, path, sample_rate, channels, subtype="FLOAT"):
+        self.path = Path(path)
+        self.temporary = None
+        try:
+            file_format = FORMATS.get(self.path.suffix.lower())
+            if file_format is None:
+                raise ValueError(f"unknown output format {self.path.suffix!r}; use .wav or .flac")
+            if not soundfile.check_format(file_format, subtype):
+                raise ValueError(f"{file_format} cannot hold {subtype} samples")
+            self.temporary = temporary_beside(self.path)
+            self.file = soundfile.SoundFile(self.temporary, "w", sample_rate, channels, subtype, format=file_format)
+        except Exception as error:
+            self.discard()
+            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+
+    def write(self, block):
+        """Append float (samples, channels) audio."""
+        try:
+            self.file.write(block)
+        except Exception as error:
+            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+
+    def commit(self):
+        try:
+            self.file.close()
+            os.replace(self.temporary, self.path)
+        except Exception as error:
+            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+        self.temporary = None
+
+    def discard(self):
+        if getattr(self, "file", None) is not None and not self.file.closed:
+            try:
+                self.file.close()
+            except Exception:  # a full disk can fail the close too; the file goes anyway
+                pass
+        if self.temporary is not None:
+            Path(self.temporary).unlink(missing_ok=True)
+            self.temporary = None
 
 
 def _reason(error):

@@ -5,6 +5,7 @@ Errors reach the user as one line on stderr and a non-zero exit; `--debug` shows
 
 import argparse
 import sys
+from pathlib import Path
 
 import tfsep
 
@@ -33,6 +34,55 @@ def run_render_dataset(args):
     return 0
 
 
+def run_train(args):
+    from tfsep.train import train
+
+    train(args.config, args.overrides)
+    return 0
+
+
+def run_separate(args):
+    from tqdm.auto import tqdm
+
+    from tfsep.audio import AudioError
+    from tfsep.separate import SeparationError, Separator
+
+    separator = Separator.load(args.model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
+                               wiener_iterations=args.wiener)
+    failures = []
+    progress = not args.quiet
+    for path in tqdm(args.inputs, desc="files", unit="file", disable=not progress or len(args.inputs) < 2):
+        try:
+            written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
+                                              args.overwrite, progress=progress)
+        except (AudioError, SeparationError, OSError, ValueError) as error:
+            failures.append(f"{path}: {error}" if str(path) not in str(error) else str(error))
+            print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"{path} -> {', '.join(str(p) for p in written.values())}")
+    if failures:
+        print(f"tfsep: {len(failures)} of {len(args.inputs)} files failed:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_evaluate(args):
+    from tfsep.evaluate import evaluate, markdown_table
+
+    if args.model is not None and args.oracle is not None:
+        raise ValueError("give --model or --oracle, not both")
+    model = None if args.oracle else (args.model or "default")
+    report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, report=args.report,
+                      sources=args.sources, wiener=args.wiener, jobs=args.jobs, max_tracks=args.max_tracks,
+                      progress=not args.quiet)
+    print(markdown_table(report), end="")
+    print(f"report written to {args.report}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfsep", description="Music source separation with TensorFlow and Keras.")
     parser.add_argument("--version", action="version", version=f"tfsep {tfsep.__version__}")
@@ -54,6 +104,53 @@ def build_parser():
     render.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     render.add_argument("--jobs", type=int, default=2, help="tracks rendered at once")
     render.set_defaults(run=run_render_dataset)
+
+    separate = commands.add_parser(
+        "separate", help="separate audio files into stems",
+        description="Separate each INPUT (wav, flac, ogg; mp3, m4a with ffmpeg) into stems, written at the "
+        "input's sample rate. Long files are processed in overlapping chunks with bounded memory.",
+    )
+    separate.add_argument("inputs", nargs="+", metavar="INPUT", type=Path)
+    separate.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
+    separate.add_argument("--model", type=Path, help="a .keras model (default: the shipped model)")
+    separate.add_argument("--template", default="{track}/{source}.wav",
+                          help="output path inside the folder, with {track} and {source}; .wav or .flac "
+                          "(default {track}/{source}.wav)")
+    separate.add_argument("--bits", choices=["16", "24", "float"], default="float", help="sample format (float)")
+    separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
+    separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
+    separate.add_argument("--chunk", type=float, default=10.0, help="chunk length in seconds (10)")
+    separate.add_argument("--overlap", type=float, default=2.0, help="crossfade between chunks in seconds (2)")
+    separate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    separate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    separate.set_defaults(run=run_separate)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model or an oracle on a data set (BSSEval v4, global SDR, SI-SDR)",
+        description="Separate every track of a data set subset with a model (default: the shipped one) or an "
+        "oracle mask, score it, and write metrics.json, report.md and plots into the report folder.",
+    )
+    evaluate.add_argument("--dataset", type=Path, required=True, help="data set root (MUSDB18-HQ-like tree)")
+    evaluate.add_argument("--subset", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument("--model", type=Path, help="a .keras model (default: the shipped model)")
+    evaluate.add_argument("--oracle", choices=["irm", "ibm", "wiener"], help="score an oracle instead of a model")
+    evaluate.add_argument("--sources", nargs="+", default=["vocals", "drums", "bass", "other"],
+                          help="stems to score with --oracle (a model brings its own)")
+    evaluate.add_argument("--report", type=Path, required=True, help="folder for the report")
+    evaluate.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations for the model")
+    evaluate.add_argument("--jobs", type=int, default=2, help="museval worker processes (2)")
+    evaluate.add_argument("--max-tracks", type=int, help="score only the first N tracks")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(run=run_evaluate)
+
+    train = commands.add_parser(
+        "train", help="train a model with model.fit from a YAML config",
+        description="Train as CONFIG describes (see configs/); section.key=value overrides change it. "
+        "Run the same command again to resume after a crash.",
+    )
+    train.add_argument("--config", help="YAML config file (default: all defaults)")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. schedule.epochs=10")
+    train.set_defaults(run=run_train)
     return parser
 
 

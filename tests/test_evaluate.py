@@ -1,0 +1,126 @@
+"""Evaluation: the SDR family against independent references, museval's own aggregation, reports and the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from tfsep import metrics
+
+RATE = 8000
+SOURCES = ("vocals", "drums", "bass", "other")
+
+museval = pytest.importorskip("museval")
+
+
+def numpy_sdr(reference, estimate, delta=1e-7):
+    return 10 * np.log10((np.sum(reference**2) + delta) / (np.sum((reference - estimate) ** 2) + delta))
+
+
+def numpy_si_sdr(reference, estimate):
+    reference, estimate = reference.ravel() - reference.mean(), estimate.ravel() - estimate.mean()
+    target = reference @ estimate / (reference @ reference) * reference
+    return 10 * np.log10(np.sum(target**2) / np.sum((estimate - target) ** 2))
+
+
+@pytest.mark.smoke
+def test_global_sdr_and_si_sdr_agree_with_numpy(rng):
+    references = rng.normal(size=(3, 5000, 2)).astype(np.float32)
+    estimates = (references + rng.normal(scale=[[[0.1]], [[0.5]], [[2.0]]], size=references.shape)).astype(np.float32)
+    estimates[2] *= 3.0  # SI-SDR ignores the scale, global SDR does not
+    np.testing.assert_allclose(metrics.sdr(references, estimates).numpy(),
+                               [numpy_sdr(r, e) for r, e in zip(references, estimates)], rtol=1e-4)
+    np.testing.assert_allclose(metrics.si_sdr(references, estimates).numpy(),
+                               [numpy_si_sdr(r, e) for r, e in zip(references, estimates)], rtol=1e-3)
+
+
+def test_bsseval_agrees_with_museval_and_its_own_frame_aggregation(rng):
+    references = rng.normal(size=(4, RATE * 5, 2)) * 0.1
+    references[1, : RATE * 2] = 0.0  # silent frames: NaN in museval, left out of the median
+    estimates = references + rng.normal(scale=0.05, size=references.shape)
+    ours = metrics.bsseval(references, estimates, RATE)
+
+    sdr, isr, sir, sar = museval.evaluate(references, estimates, win=RATE, hop=RATE)
+    store = museval.TrackStore(win=1, hop=1, track_name="t")
+    for k, source in enumerate(SOURCES):
+        store.add_target(source, {"SDR": sdr[k], "ISR": isr[k], "SIR": sir[k], "SAR": sar[k]})
+    evaluation = museval.EvalStore()
+    evaluation.add_track(store.df)
+    medians = evaluation.agg_frames_scores()
+    for k, source in enumerate(SOURCES):
+        for metric in ("SDR", "ISR", "SIR", "SAR"):
+            assert ours[metric][k] == pytest.approx(medians.loc["t", source, metric], abs=1e-4)  # museval rounds to 1e-5
+
+
+def tone_track(folder, seed, seconds=4.0):
+    """A track of four stereo sources with distinct spectra plus a little noise; mixture = sum."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    folder.mkdir(parents=True)
+    stems = []
+    for k, source in enumerate(SOURCES):
+        frequency = [180, 500, 1300, 2900][k] * rng.uniform(0.9, 1.1)
+        signal = 0.2 * np.sin(2 * np.pi * frequency * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t + k))
+        stem = np.stack([signal, rng.uniform(0.5, 1) * signal], -1) + rng.normal(scale=0.003, size=(len(t), 2))
+        stems.append(stem)
+        soundfile.write(folder / f"{source}.wav", stem, RATE, subtype="FLOAT")
+    soundfile.write(folder / "mixture.wav", sum(stems), RATE, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    for i in range(3):
+        tone_track(root / "test" / f"track{i}", seed=i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    import tfsep
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64).save(path)
+    return path
+
+
+def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(dataset, tmp_path):
+    from tfsep.evaluate import evaluate
+
+    report = evaluate(dataset, "test", oracle="irm", report=tmp_path / "report", jobs=2, n_fft=512, hop=128,
+                      progress=False)
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    assert sorted(written["tracks"]) == ["track0", "track1", "track2"]
+    summary = written["summary"]
+    for source in (*SOURCES, "mean"):
+        assert set(summary[source]) == {"SDR", "global_SDR", "SI_SDR", "SIR", "SAR", "ISR"}
+    assert summary["mean"]["SDR"] > 15  # distinct spectra: the ideal ratio mask separates them well
+    per_track = [written["tracks"][name]["bass"] for name in sorted(written["tracks"])]
+    assert summary["bass"]["SDR"] == pytest.approx(np.median([t["SDR"] for t in per_track]))
+    assert summary["bass"]["global_SDR"] == pytest.approx(np.mean([t["global_SDR"] for t in per_track]))
+    names = sorted(p.name for p in (tmp_path / "report").iterdir())
+    assert names == ["metrics.json", "report.md", "sdr_boxplot.png", "spectrograms_best.png",
+                     "spectrograms_worst.png"]
+    assert (tmp_path / "report" / "sdr_boxplot.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| **mean** |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, model_file, tmp_path):
+    command = [sys.executable, "-m", "tfsep.cli", "evaluate", "--dataset", str(dataset), "--report",
+               str(tmp_path / "report"), "--quiet", "--max-tracks", "2", "--jobs", "1"]
+    result = subprocess.run(command + ["--model", str(model_file)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| vocals |" in result.stdout
+    assert len(json.loads((tmp_path / "report" / "metrics.json").read_text())["tracks"]) == 2
+
+    missing = subprocess.run(command[:5] + [str(tmp_path / "nowhere"), "--report", str(tmp_path / "r"),
+                                            "--oracle", "irm"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.startswith("tfsep: error:") and "nowhere" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    both = subprocess.run(command + ["--model", str(model_file), "--oracle", "irm"], capture_output=True, text=True,
+                          timeout=120)
+    assert both.returncode == 1 and "not both" in both.stderr

@@ -1,0 +1,197 @@
+"""Separator: chunked separation of arrays and files, oracles, outputs and the `tfsep separate` command."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from tfsep import audio
+from tfsep.oracles import oracle_separate
+from tfsep.separate import SeparationError, Separator, crossfade_chunks
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import tfsep
+
+    return tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+
+
+@pytest.fixture(scope="module")
+def model_file(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tiny_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_model):
+    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
+
+
+def tones(seconds=3.0, rate=RATE):
+    """Four stereo sources with disjoint spectra (sines at 150, 600, 1500, 3000 Hz): (4, samples, 2)."""
+    t = np.arange(int(seconds * rate)) / rate
+    sources = [0.2 * np.sin(2 * np.pi * f * t + phase) for f, phase in ((150, 0), (600, 1), (1500, 2), (3000, 3))]
+    return np.stack([np.stack([s, 0.7 * s], -1) for s in sources]).astype(np.float32)
+
+
+def sdr(reference, estimate):
+    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("oracle", ["irm", "ibm", "wiener"])
+def test_oracle_masks_recover_sources_with_disjoint_spectra(oracle):
+    stems = tones()
+    estimates = oracle_separate(oracle, stems.sum(0), stems, n_fft=512, hop=128)
+    assert estimates.shape == stems.shape
+    assert min(sdr(stems[k], estimates[k]) for k in range(4)) > 25
+
+
+@pytest.mark.smoke
+def test_crossfaded_chunks_rebuild_an_identity_separation_exactly():
+    signal = np.random.default_rng(1).normal(size=(1000, 2)).astype(np.float32)
+    blocks = [signal[i:i + 97] for i in range(0, 1000, 97)]
+    out = np.concatenate(list(crossfade_chunks(lambda chunk: chunk[None], blocks, 128, 32)), 1)
+    np.testing.assert_allclose(out[0], signal, atol=1e-6)
+
+
+def test_chunked_separation_matches_the_whole_file_away_from_chunk_borders(separator, tiny_model, rng):
+    mixture = rng.uniform(-0.5, 0.5, (RATE * 12, 2)).astype(np.float32)
+    whole = tiny_model.predict(mixture[None], verbose=0)
+    chunked = separator.separate(mixture, RATE)
+    step = separator.chunk - separator.overlap
+    interior = np.ones(len(mixture), bool)
+    for border in range(step, len(mixture), step):  # one receptive field around each chunk's overlap
+        interior[max(0, border - RATE // 2): border + separator.overlap + RATE // 2] = False
+    for source in tiny_model.sources:
+        difference = np.abs(chunked[source] - whole[source][0])
+        assert difference[interior].max() < 1e-3
+        assert difference.max() < 0.05  # crossfades keep chunk borders close too
+
+
+def test_channels_rates_and_the_residual(separator, rng):
+    stereo = rng.uniform(-0.5, 0.5, (RATE * 3, 2)).astype(np.float32)
+    reference = separator.separate(stereo, RATE, residual=True)
+    assert set(reference) == {"vocals", "drums", "bass", "other", "residual"}
+    np.testing.assert_allclose(sum(reference.values()), stereo, atol=1e-5)
+
+    mono = separator.separate(stereo[:, 0], RATE)
+    assert mono["vocals"].shape == (RATE * 3, 1)
+    three = separator.separate(np.concatenate([stereo, stereo[:, :1]], 1), RATE)
+    assert three["vocals"].shape == (RATE * 3, 3)
+    np.testing.assert_allclose(three["vocals"][:, :2], reference["vocals"], atol=1e-6)  # channels 1-2 as a pair
+
+    resampled = separator.separate(stereo[:4001], 11025)
+    assert resampled["drums"].shape == (4001, 2)
+
+
+@pytest.mark.smoke
+def test_resampling_round_trip(rng):
+    t = np.arange(44100) / 44100
+    signal = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 3000 * t)], -1).astype(np.float32)
+    back = audio.resample(audio.resample(signal, 44100, 48000), 48000, 44100)
+    assert back.shape == signal.shape
+    assert np.abs(back - signal)[1000:-1000].max() < 1e-3
+
+
+def write_wav(path, signal, rate=RATE, subtype="PCM_16"):
+    soundfile.write(path, signal, rate, subtype=subtype)
+    return path
+
+
+def test_separate_file_writes_stems_at_the_input_rate_and_never_half_writes(separator, tmp_path, rng):
+    song = write_wav(tmp_path / "my song.wav", rng.uniform(-0.5, 0.5, (22050 * 2, 2)), rate=22050)
+    written = separator.separate_file(song, tmp_path / "out", "{track}/{source}.flac", bits="24")
+    assert sorted(written) == ["bass", "drums", "other", "vocals"]
+    info = soundfile.info(written["vocals"])
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (22050, 2, 44100, "PCM_24")
+    assert written["vocals"] == tmp_path / "out" / "my song" / "vocals.flac"
+
+    before = written["vocals"].read_bytes()
+    with pytest.raises(SeparationError, match="already exists"):
+        separator.separate_file(song, tmp_path / "out", "{track}/{source}.flac")
+    assert written["vocals"].read_bytes() == before
+    separator.separate_file(song, tmp_path / "out", "{track}/{source}.flac", bits="16", overwrite=True)
+    assert soundfile.info(written["vocals"]).subtype == "PCM_16"
+
+    bad = write_wav(tmp_path / "nan.wav", np.full((RATE * 3, 2), np.nan, np.float32), subtype="FLOAT")
+    with pytest.raises(SeparationError, match="nan.wav: holds NaN"):
+        separator.separate_file(bad, tmp_path / "out")
+    assert not (tmp_path / "out" / "nan").exists() or not any((tmp_path / "out" / "nan").iterdir())
+
+    with pytest.raises(SeparationError, match="outside"):
+        separator.separate_file(song, tmp_path / "out", "../{source}.wav")
+    with pytest.raises(SeparationError, match="may hold only"):
+        separator.separate_file(song, tmp_path / "out", "{artist}/{source}.wav")
+
+
+def test_bad_inputs_get_errors_naming_the_file(separator, tmp_path, rng):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "noise.wav").write_bytes(rng.bytes(5000))
+    write_wav(tmp_path / "silent.wav", np.zeros((0, 2)))
+    full = write_wav(tmp_path / "full.flac", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
+    (tmp_path / "truncated.flac").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    wav = write_wav(tmp_path / "full.wav", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
+    (tmp_path / "truncated.wav").write_bytes(wav.read_bytes()[: wav.stat().st_size // 2])
+    cases = {
+        "missing.wav": "no such file",
+        "": "is a folder",
+        "empty.wav": "not a readable audio file",
+        "noise.wav": "not a readable audio file",
+        "silent.wav": "holds no samples",
+        "truncated.flac": "truncated.flac: cannot decode",
+        "truncated.wav": "truncated.wav: truncated",
+    }
+    for name, message in cases.items():
+        with pytest.raises((audio.AudioError, SeparationError), match=message):
+            separator.separate_file(tmp_path / name, tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("*.wav")) if (tmp_path / "out").exists() else True
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def run_tfsep(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_cli_separates_a_batch_and_lists_the_failures(model_file, tmp_path, rng):
+    good = [write_wav(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE * 2, 2))) for name in ("a", "b")]
+    (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
+    result = run_tfsep("separate", good[0], tmp_path / "broken.wav", good[1], "--model", model_file,
+                       "-o", tmp_path / "out", "--residual", "--quiet")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "1 of 3 files failed" in result.stderr and "broken.wav: not a readable audio file" in result.stderr
+    for name in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == [
+            "bass.wav", "drums.wav", "other.wav", "residual.wav", "vocals.wav"]
+
+    again = run_tfsep("separate", good[0], "--model", model_file, "-o", tmp_path / "out", "--quiet")
+    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
+
+    (tmp_path / "a-file").write_text("not a folder")
+    denied = run_tfsep("separate", good[0], "--model", model_file, "-o", tmp_path / "a-file" / "out", "--quiet")
+    assert denied.returncode == 1 and "cannot write" in denied.stderr and "Traceback" not in denied.stderr
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(model_file, tmp_path, rng):
+    wav = write_wav(tmp_path / "song.wav", rng.uniform(-0.3, 0.3, (RATE * 2, 2)))
+    subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-ar", "22050", tmp_path / "song.mp3"], check=True)
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", model_file, "-o", tmp_path / "out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(tmp_path / "out" / "song" / "vocals.wav")
+    assert info.samplerate == 22050 and abs(info.frames - 44100) < 3000  # mp3 adds encoder padding
+
+    no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", model_file, "-o", tmp_path / "out2", "-q",
+                       env=no_ffmpeg)
+    assert result.returncode == 1 and "needs ffmpeg; install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)" in result.stderr

@@ -1,0 +1,235 @@
+"""Training on a tiny rendered set: learning, resuming after SIGKILL, config checks, precision, distribution."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from tfsep import train as training
+
+
+def tiny_config(root, output, **sections):
+    """A config that trains the tiny bandconv at 8 kHz on 1 s chunks, in seconds."""
+    config = {
+        "data": {"root": str(root), "sample_rate": 8000, "chunk_seconds": 1.0, "batch_size": 8,
+                 "steps_per_epoch": 6, "validation_batches": 2},
+        "model": {"architecture": "bandconv", "size": "tiny", "n_fft": 256, "hop": 64},
+        "optimizer": {"learning_rate": 0.003},
+        "schedule": {"epochs": 4, "normalization_batches": 1},
+        "run": {"output": str(output), "verbose": 0, "tensorboard_every": 2},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    render = pytest.importorskip("tfsep.render")
+    root = tmp_path_factory.mktemp("data") / "band"
+    try:
+        render.render_dataset(root, "band", tracks=3, seed=11, progress=False)
+    except render.RenderError as error:
+        pytest.skip(str(error))
+    return root
+
+
+def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(rendered, tmp_path):
+    import tfsep
+
+    history = training.train(tiny_config(rendered, tmp_path / "run"))
+    assert history.history["val_loss"][-1] < history.history["val_loss"][0]
+    assert {"val_sdr", "val_vocals_sdr", "val_bass_sdr"} <= set(history.history)
+    model = tfsep.load_model(tmp_path / "run" / "model.keras")
+    assert model.sources == ("vocals", "drums", "bass", "other") and model.sample_rate == 8000
+    assert np.abs(model.get_layer("input_standardize").mean.numpy()).max() > 0  # normalisation set from data
+    assert (tmp_path / "run" / "best.weights.h5").is_file()
+    assert sorted(p.name for p in (tmp_path / "run" / "tensorboard").iterdir()) == ["examples", "train", "validation"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+
+
+def test_waveform_losses_alone_train_too(rendered, tmp_path):
+    config = tiny_config(rendered, tmp_path / "run", loss={"magnitude": 0.0, "l1": 1.0, "si_sdr": 0.01},
+                         optimizer={"name": "adamw", "weight_decay": 0.01, "learning_rate": 0.003},
+                         schedule={"epochs": 2})
+    history = training.train(config)
+    assert "vocals_magnitude_loss" not in history.history
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_last_epoch(rendered, tmp_path):
+    config_path = tmp_path / "config.yaml"
+    config = tiny_config(rendered, tmp_path / "run", schedule={"epochs": 8, "normalization_batches": 1})
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    history_file = tmp_path / "run" / "history.csv"
+
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not history_file.is_file() or len(history_file.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    metadata = json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())
+    resume_epoch = metadata["epoch"] + 1
+    assert 2 <= resume_epoch < 8
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    epochs = [int(row["epoch"]) for row in csv.DictReader(open(history_file))]
+    assert epochs[-(8 - resume_epoch):] == list(range(resume_epoch, 8))  # the second run starts where the backup ends
+    assert f"epoch {resume_epoch + 1}/8" in second.stdout and "epoch 1/8" not in second.stdout
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert not (tmp_path / "run" / "backup").exists()  # removed once the run finished
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.sorces=[a]"], r"unknown config key 'data.sorces'"),
+        (["optimiser.name=adam"], r"unknown config key 'optimiser'"),
+        (["data.batch_size=big"], r"config key 'data.batch_size' must be int, got 'big'"),
+        (["optimizer.learning_rate=[1]"], r"'optimizer.learning_rate' must be float"),
+        (["optimizer.name=sgd"], r"'optimizer.name' must be one of \['adam', 'adamw'\]"),
+        (["run.distribute=tpu"], r"'run.distribute' must be one of"),
+        (["data.gain=[2, 1]"], r"'data.gain' must be \[low, high\]"),
+        (["loss.magnitude=0"], r"at least one loss"),
+        (["epochs"], r"must look like section.key=value"),
+    ],
+)
+def test_bad_configs_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(training.ConfigError, match=message):
+        training.load_config(None, overrides)
+
+
+@pytest.mark.smoke
+def test_config_files_are_checked_before_anything_runs(tmp_path):
+    with pytest.raises(training.ConfigError, match="no such config file"):
+        training.load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [unclosed")
+    with pytest.raises(training.ConfigError, match="not valid YAML"):
+        training.load_config(tmp_path / "bad.yaml")
+    config = training.load_config(None, ["model.architecture=umx", "model.network={hidden: 64}", "data.gain=[0.5, 1]"])
+    assert config.model.network == {"hidden": 64} and config.data.gain == [0.5, 1.0]
+    with pytest.raises(ValueError, match="unknown architecture"):
+        training.train(training.load_config(None, ["model.architecture=transformer", f"run.output={tmp_path}/r"]))
+    assert not (tmp_path / "r" / "history.csv").exists()
+
+
+@pytest.mark.smoke
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {"band", "satb", "musdb18hq"}
+    for path in configs:
+        config = training.load_config(path)
+        training.build_separation_model(config)
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfsep.cli", "train", "data.batchsize=4"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("tfsep: error: unknown config key 'data.batchsize'")
+    assert "Traceback" not in result.stderr
+
+
+def test_mixed_precision_training_keeps_outputs_float32(rendered, tmp_path):
+    import tensorflow as tf
+
+    from tfsep._keras import keras
+
+    config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
+                                                          "mixed_precision": "mixed_float16"},
+                         schedule={"epochs": 1, "normalization_batches": 1})
+    history = training.train(config)
+    assert np.isfinite(history.history["loss"]).all()
+    trainer = history.model
+    assert trainer.get_layer("bandconv_split").compute_dtype == "float16"
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    outputs = trainer(tf.zeros((1, 800, 2)))
+    assert {tensor.dtype for tensor in outputs.values()} == {tf.float32}
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfsep.train import train
+history = train(json.loads(sys.argv[1]))
+print(json.dumps({"replicas": history.model.distribute_strategy.num_replicas_in_sync,
+                  "loss": history.history["loss"]}))
+"""
+
+
+def test_mirrored_strategy_over_two_logical_cpus(rendered, tmp_path):
+    config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
+                                                          "distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)], capture_output=True,
+                            text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["loss"][-1] < report["loss"][0]
+
+
+MULTIWORKER_SCRIPT = """
+import json, sys
+import numpy as np
+from tfsep.train import train
+history = train(json.loads(sys.argv[1]))
+np.savez(sys.argv[2], *history.model.get_weights())
+print(json.dumps({"replicas": history.model.distribute_strategy.num_replicas_in_sync,
+                  "loss": history.history["loss"]}))
+"""
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_strategy_with_two_workers_on_loopback(rendered, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
+                                                          "distribute": "multiworker"},
+                         schedule={"epochs": 3, "normalization_batches": 1})
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", MULTIWORKER_SCRIPT, json.dumps(config), str(tmp_path / f"weights{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    reports = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=500)
+        assert worker.returncode == 0, stderr[-3000:]
+        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert [r["replicas"] for r in reports] == [2, 2]
+    assert all(r["loss"][-1] < r["loss"][0] for r in reports)
+    first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+    assert len(first.files) > 10
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
+    assert (tmp_path / "run" / "model.keras").is_file()  # written by the chief only
+    assert not (tmp_path / "run" / "worker-1" / "model.keras").exists()

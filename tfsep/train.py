@@ -1,0 +1,466 @@
+"""Training: one YAML config -> data, model, losses, optimiser and callbacks -> `model.fit`.
+
+A run is described completely by its config (see `configs/`), checked before anything
+runs. It writes into `run.output`:
+
+- `model.keras`: the SeparationModel with the weights of the best validation SDR;
+- `best.weights.h5` (ModelCheckpoint on the mean validation SDR), `history.csv` (CSVLogger);
+- `backup/`: BackupAndRestore's state, so that the same command resumes a killed run;
+- `tensorboard/`: scalars, spectrograms and audio of validation examples;
+- `config.yaml`: the config as run.
+"""
+
+import dataclasses
+import json
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from tfsep import data
+from tfsep._keras import keras
+from tfsep.layers import STFT, Magnitude, SplitSources
+from tfsep.losses import MagnitudeLoss, WaveformLoss
+from tfsep.metrics import GlobalSDR
+from tfsep.models import SOURCES, build_model
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    root: str = "data/band"
+    format: str = "folder"  # folder (rendered, MUSDB18-HQ, any named-stem tree) or musdb (.stem.mp4)
+    sources: list[str] = dataclasses.field(default_factory=lambda: list(SOURCES))
+    sample_rate: int = 44100
+    chunk_seconds: float = 6.0
+    batch_size: int = 16
+    steps_per_epoch: int = 100
+    validation_batches: int | None = None  # None: the whole validation set
+    cache_dir: str | None = None
+    remix: bool = True
+    gain: list[float] = dataclasses.field(default_factory=lambda: [0.25, 1.25])
+    channel_swap: bool = True
+    silence_threshold: float | None = None
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    architecture: str = "bandconv"
+    size: str = "base"
+    channels: int = 2
+    n_fft: int = 4096
+    hop: int = 1024
+    bandwidth: float | None = 16000.0
+    mask_activation: str = "sigmoid"
+    mask_extension: str = "average"
+    network: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LossConfig:
+    magnitude: float = 1.0  # weight of L1/MSE between M ⊙ |X| and |Y|
+    magnitude_kind: str = "l1"
+    l1: float = 0.0  # waveform losses
+    sdr: float = 0.0
+    si_sdr: float = 0.0
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam or adamw
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    clipnorm: float | None = 5.0
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    epochs: int = 100
+    early_stopping_patience: int = 20
+    lr_patience: int = 8
+    lr_factor: float = 0.3
+    normalization_batches: int = 4  # training batches for the per-bin input mean and scale
+
+
+@dataclasses.dataclass
+class RunConfig:
+    output: str = "runs/default"
+    mixed_precision: str | None = None  # mixed_float16 or mixed_bfloat16
+    jit_compile: bool = False
+    distribute: str = "none"  # none, mirrored or multiworker (TF_CONFIG)
+    devices: list[str] | None = None  # for mirrored; None: every GPU
+    tensorboard_every: int = 5  # epochs between spectrogram images and audio clips
+    verbose: int = 1
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+
+CHOICES = {
+    "data.format": ("folder", "musdb"),
+    "loss.magnitude_kind": ("l1", "mse"),
+    "optimizer.name": ("adam", "adamw"),
+    "run.mixed_precision": (None, "mixed_float16", "mixed_bfloat16"),
+    "run.distribute": ("none", "mirrored", "multiworker"),
+}
+
+
+def _check_value(value, annotation, key):
+    """`value` converted to `annotation`, or ConfigError naming `key`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _check_value(value, next(a for a in args if a is not type(None)), key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        return [_check_value(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is dict and isinstance(value, dict):
+        return value
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {key!r} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, values, prefix):
+    if not isinstance(values, dict):
+        raise ConfigError(f"config key {prefix.rstrip('.') or 'config'!r} must be a mapping, got {values!r}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; known keys here: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        key = prefix + name
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value, key + ".")
+        else:
+            kwargs[name] = _check_value(value, hints[name], key)
+            if key in CHOICES and kwargs[name] not in CHOICES[key]:
+                raise ConfigError(f"config key {key!r} must be one of {list(CHOICES[key])}, got {value!r}")
+    return cls(**kwargs)
+
+
+def parse_override(text):
+    """'section.key=value' -> ('section.key', value parsed as YAML)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip(), yaml.safe_load(value)
+
+
+def load_config(config=None, overrides=()):
+    """A checked TrainConfig from a YAML path, a dict or None (defaults), with 'a.b=value' overrides."""
+    if isinstance(config, TrainConfig):
+        values = dataclasses.asdict(config)
+    elif config is None:
+        values = {}
+    elif isinstance(config, dict):
+        values = json.loads(json.dumps(config))
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    for override in overrides:
+        key, value = parse_override(override)
+        section = values
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section.setdefault(parent, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"override {override!r}: {parent!r} is not a section")
+        section[leaf] = value
+    config = _build(TrainConfig, values, "")
+    if config.model.channels < 1 or config.data.batch_size < 1 or config.data.steps_per_epoch < 1:
+        raise ConfigError("config keys 'model.channels', 'data.batch_size' and 'data.steps_per_epoch' must be >= 1")
+    low, high = (config.data.gain + [None, None])[:2]
+    if len(config.data.gain) != 2 or not 0 <= low <= high:
+        raise ConfigError(f"config key 'data.gain' must be [low, high] with 0 <= low <= high, got {config.data.gain}")
+    if config.loss.magnitude + config.loss.l1 + config.loss.sdr + config.loss.si_sdr <= 0:
+        raise ConfigError("config section 'loss' must give at least one loss a positive weight")
+    return config
+
+
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with the `reduce` that Keras 3's `fit` expects of it.
+
+    Keras 3 (keras-team/keras#20585) reduces the whole first batch, (mixture, {source:
+    stem}), in one `strategy.reduce` call, which the collective strategy takes for single
+    tensors only, and it reduces scalar logs with `axis=0`. Here values go leaf by leaf,
+    and scalars are averaged over replicas.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        def reduce_leaf(leaf):
+            scalar = self.experimental_local_results(leaf)[0].shape.rank == 0
+            return super(MultiWorkerStrategy, self).reduce(reduce_op, leaf, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_leaf, value)
+
+
+def make_strategy(run):
+    """The tf.distribute strategy of `run.distribute`."""
+    if run.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=run.devices)
+    if run.distribute == "multiworker":
+        return MultiWorkerStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is None or resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def build_separation_model(config):
+    """The SeparationModel of `config.model` for `config.data`'s sources and rate."""
+    model = config.model
+    return build_model(
+        model.architecture, config.data.sources, config.data.sample_rate, size=model.size, channels=model.channels,
+        n_fft=model.n_fft, hop=model.hop, bandwidth=model.bandwidth, mask_activation=model.mask_activation,
+        mask_extension=model.mask_extension, **model.network,
+    )
+
+
+def training_model(model, magnitudes):
+    """`model` with, if `magnitudes`, one more output per source: its masked magnitude `<source>_magnitude`."""
+    outputs = {source: model.get_layer("split_sources").output[k] for k, source in enumerate(model.sources)}
+    if magnitudes:
+        split = SplitSources(len(model.sources), name="split_magnitudes")(model.get_layer("stem_magnitudes").output)
+        outputs.update({f"{source}_magnitude": split[k] for k, source in enumerate(model.sources)})
+    return keras.Model(model.input, outputs, name=f"{model.name}_training")
+
+
+def set_input_normalization(model, batches):
+    """Set the network's per-bin input mean and scale from training mixtures, as Open-Unmix does."""
+    standardize = model.get_layer("input_standardize")
+    features = keras.Model(model.input, model.get_layer("crop_bins").output)
+    values = np.concatenate([np.asarray(features(mixture)) for mixture, _ in batches])  # (n, frames, bins, channels)
+    if standardize.log:
+        values = np.log1p(values)
+    values = np.moveaxis(values, 2, -1).reshape(-1, values.shape[2])
+    standardize.mean.assign(values.mean(0))
+    standardize.scale.assign(np.maximum(values.std(0), 1e-4))
+
+
+def compile_model(model, config):
+    """Compile `training_model` outputs with the configured losses, optimiser and per-source SDR metric."""
+    loss = config.loss
+    waveform_weights = {"l1": loss.l1, "sdr": loss.sdr, "si_sdr": loss.si_sdr}
+    losses, weights, metrics = {}, {}, {}
+    for source in config.data.sources:
+        metrics[source] = [GlobalSDR(name="sdr")]
+        if any(waveform_weights.values()):
+            losses[source], weights[source] = WaveformLoss(waveform_weights), 1.0
+        if loss.magnitude:
+            key = f"{source}_magnitude"
+            losses[key] = MagnitudeLoss(config.model.n_fft, config.model.hop, kind=loss.magnitude_kind)
+            weights[key] = loss.magnitude
+    optimizer_class = keras.optimizers.AdamW if config.optimizer.name == "adamw" else keras.optimizers.Adam
+    options = {"learning_rate": config.optimizer.learning_rate, "clipnorm": config.optimizer.clipnorm}
+    if config.optimizer.name == "adamw":
+        options["weight_decay"] = config.optimizer.weight_decay
+    model.compile(optimizer=optimizer_class(**options), loss=losses, loss_weights=weights, metrics=metrics,
+                  jit_compile=config.run.jit_compile)
+
+
+def training_targets(stems, magnitudes):
+    """{source: stem} -> the targets of `training_model`: the stems, and with `magnitudes` each stem
+    again as `<source>_magnitude` (MagnitudeLoss takes the reference's STFT itself)."""
+    if not magnitudes:
+        return stems
+    return {**stems, **{f"{source}_magnitude": stem for source, stem in stems.items()}}
+
+
+class MeanSDR(keras.callbacks.Callback):
+    """Adds `val_sdr`, the mean over sources of the validation global SDR, to the logs."""
+
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = sources
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = [logs[f"val_{s}_sdr"] for s in self.sources if f"val_{s}_sdr" in logs]
+        if values:
+            logs["val_sdr"] = float(np.mean(values))
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """One readable line per epoch: losses, validation SDR per source and mean, learning rate, time."""
+
+    def __init__(self, sources, epochs, stream=sys.stdout):
+        super().__init__()
+        self.sources, self.epochs, self.stream = sources, epochs, stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        sdrs = " ".join(f"{s} {logs[f'val_{s}_sdr']:.2f}" for s in self.sources if f"val_{s}_sdr" in logs)
+        mean = f" mean {logs['val_sdr']:.2f} dB" if "val_sdr" in logs else ""
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        print(f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4g}, val_loss "
+              f"{logs.get('val_loss', float('nan')):.4g} | val SDR {sdrs}{mean} | lr {rate:.2g} | "
+              f"{time.perf_counter() - self.start:.1f} s", file=self.stream, flush=True)
+
+
+class ValidationExamples(keras.callbacks.Callback):
+    """Every `every` epochs, TensorBoard spectrograms and audio of a validation mixture, its estimates and references."""
+
+    def __init__(self, log_dir, example, sources, sample_rate, every, n_fft, hop):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "examples"))
+        self.mixture, self.stems = example
+        self.sources, self.sample_rate, self.every = sources, sample_rate, every
+        self.stft, self.magnitude = STFT(n_fft, hop), Magnitude()
+
+    def _spectrogram(self, waveform):
+        """(1, samples, channels) -> a (1, bins, frames, 1) image of the log magnitude, low frequencies at the bottom."""
+        magnitude = self.magnitude(self.stft(waveform[:, :, :1]))[0, :, :, 0]
+        image = tf.math.log(magnitude + 1e-3)
+        image = (image - tf.reduce_min(image)) / (tf.reduce_max(image) - tf.reduce_min(image) + 1e-9)
+        return tf.reverse(tf.transpose(image), [0])[None, :, :, None]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch % self.every:
+            return
+        estimates = self.model(self.mixture, training=False)
+        with self.writer.as_default(step=epoch):
+            tracks = {"mixture": self.mixture}
+            for source in self.sources:
+                tracks[f"{source}/estimate"] = estimates[source]
+                tracks[f"{source}/reference"] = self.stems[source]
+            for name, waveform in tracks.items():
+                waveform = tf.cast(waveform[:1], tf.float32)
+                tf.summary.image(f"spectrogram/{name}", self._spectrogram(waveform))
+                tf.summary.audio(f"audio/{name}", tf.clip_by_value(waveform, -1.0, 1.0), self.sample_rate)
+
+
+def _callbacks(config, output, chief, sources, example):
+    run, schedule = config.run, config.schedule
+    callbacks = [
+        MeanSDR(sources),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(str(output / "backup")),
+        keras.callbacks.ModelCheckpoint(str(output / "best.weights.h5"), monitor="val_sdr", mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_sdr", mode="max", patience=schedule.early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_sdr", mode="max", patience=schedule.lr_patience,
+                                          factor=schedule.lr_factor),
+        keras.callbacks.CSVLogger(str(output / "history.csv"), append=True),
+    ]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(str(output / "tensorboard")),
+            ValidationExamples(output / "tensorboard", example, sources, config.data.sample_rate,
+                               run.tensorboard_every, config.model.n_fft, config.model.hop),
+            EpochSummary(sources, schedule.epochs),
+        ]
+    return callbacks
+
+
+def _find_tracks(config, subset):
+    if config.data.format == "musdb":
+        return data.find_musdb_tracks(config.data.root, subset, config.data.sources)
+    return data.find_tracks(config.data.root, subset, config.data.sources)
+
+
+def train(config=None, overrides=()):
+    """Run the training that `config` describes (a TrainConfig, dict, YAML path or None); returns the History.
+
+    Started again with the same config after a crash, it resumes from its last finished
+    epoch. The best model is saved as `run.output/model.keras`.
+    """
+    config = load_config(config, overrides)
+    strategy = make_strategy(config.run)
+    chief = is_chief(strategy)
+    output = Path(config.run.output)
+    if not chief:
+        output = output / f"worker-{strategy.cluster_resolver.task_id}"
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
+    try:
+        return _fit(config, strategy, chief, output)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def make_datasets(config, progress=True):
+    """The (training, validation) tf.data pipelines of `config.data`: batches of (mixture, {source: stem})."""
+    sources = config.data.sources
+    train_tracks, valid_tracks = _find_tracks(config, "train"), _find_tracks(config, "valid")
+    train_library = data.load_tracks(train_tracks, sources, config.data.sample_rate, config.data.cache_dir,
+                                     progress=progress)
+    valid_library = data.load_tracks(valid_tracks, sources, config.data.sample_rate, config.data.cache_dir,
+                                     progress=progress)
+    samples = int(round(config.data.chunk_seconds * config.data.sample_rate))
+    augmentation = data.Augmentation(config.data.remix, tuple(config.data.gain), config.data.channel_swap,
+                                     config.data.silence_threshold)
+    training = data.training_dataset(train_library, sources, samples, config.data.batch_size, config.data.seed,
+                                     augmentation)
+    validation = data.validation_dataset(valid_library, sources, samples, config.data.batch_size)
+    if config.data.validation_batches:
+        validation = validation.take(config.data.validation_batches)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return training.with_options(options), validation.with_options(options)
+
+
+def _fit(config, strategy, chief, output):
+    sources = config.data.sources
+    with strategy.scope():
+        build_separation_model(config)  # settings are checked before any data is read
+    training, validation = make_datasets(config, progress=config.run.verbose > 0 and chief)
+    example = next(iter(validation))
+
+    magnitudes = config.loss.magnitude > 0
+    with strategy.scope():
+        model = build_separation_model(config)
+        if not (output / "backup").exists():
+            set_input_normalization(model, training.take(config.schedule.normalization_batches))
+        trainer = training_model(model, magnitudes)
+        compile_model(trainer, config)
+
+    history = trainer.fit(
+        training.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
+        validation_data=validation.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
+        epochs=config.schedule.epochs,
+        steps_per_epoch=config.data.steps_per_epoch,
+        callbacks=_callbacks(config, output, chief, sources, example),
+        verbose=config.run.verbose if chief else 0,
+        shuffle=False,  # the stream is already random
+    )
+    if (output / "best.weights.h5").is_file():
+        trainer.load_weights(output / "best.weights.h5")
+    if chief:
+        model.save(output / "model.keras")
+    return history

@@ -1,0 +1,104 @@
+"""Training step time and peak memory of each architecture, beside Open-Unmix's own PyTorch step.
+
+    python tools/bench_train.py [--config configs/band.yaml] [--batch 16] [--seconds 6] [--steps 3]
+
+Each measurement runs in its own subprocess, one after the other in this one run, so that
+its peak resident memory (VmHWM) is its own:
+
+- tfsep: one `train_on_batch` of the compiled training model of `--config` (its losses and
+  optimiser) for each architecture, on a random batch of (batch, samples, 2) mixtures and
+  four stems; the first step (tracing) is not timed; median of `--steps`.
+- Open-Unmix: `tools/openunmix_train_step.py` in the environment of `tools/peers.py`
+  (created on first use), the step of its `scripts/train.py` for one target. Open-Unmix
+  trains one model per source, so four such steps do the work of one tfsep step.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+
+
+def peak_rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+
+def measure_tfsep(config_path, architecture, batch, seconds, steps):
+    """{step_seconds, params, peak_rss_mib} of one architecture's training step, in this process."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfsep import train as training
+
+    config = training.load_config(config_path, [f"model.architecture={architecture}", "model.size=base"])
+    sources, samples = config.data.sources, int(seconds * config.data.sample_rate)
+    model = training.build_separation_model(config)
+    magnitudes = config.loss.magnitude > 0
+    trainer = training.training_model(model, magnitudes)
+    training.compile_model(trainer, config)
+    rng = np.random.default_rng(0)
+    stems = {source: tf.constant(rng.normal(0, 0.1, (batch, samples, 2)), tf.float32) for source in sources}
+    mixture = tf.add_n(list(stems.values()))
+    targets = training.training_targets(stems, magnitudes)
+    times = []
+    for step in range(steps + 1):  # the first step traces the graph
+        start = time.perf_counter()
+        trainer.train_on_batch(mixture, targets)
+        if step:
+            times.append(time.perf_counter() - start)
+    return {"step_seconds": statistics.median(times), "params": model.count_params(), "peak_rss_mib": peak_rss_mib(),
+            "tensorflow": tf.__version__}
+
+
+def run_json(command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(TOOLS.parent / "configs" / "band.yaml"))
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--architectures", nargs="+", default=["bandconv", "umx", "unet"])
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one architecture, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_tfsep(args.config, args.one, args.batch, args.seconds, args.steps)))
+        return
+
+    from peers import openunmix_python
+
+    shape = ["--batch", str(args.batch), "--seconds", str(args.seconds), "--steps", str(args.steps)]
+    results = {}
+    for architecture in args.architectures:
+        results[f"tfsep `{architecture}` (4 stems)"] = run_json(
+            [sys.executable, __file__, "--one", architecture, "--config", args.config] + shape)
+    umx = run_json([str(openunmix_python()), str(TOOLS / "openunmix_train_step.py")] + shape)
+    results["Open-Unmix, one target"] = umx
+    results["Open-Unmix, 4 targets (4 × one)"] = {**umx, "step_seconds": 4 * umx["step_seconds"],
+                                                   "params": 4 * umx["params"]}
+
+    reference = umx["step_seconds"] * 4
+    print(f"batch {args.batch} × {args.seconds:g} s stereo 44.1 kHz, median of {args.steps} steps after one "
+          f"warm-up, {Path(args.config).name}; TensorFlow {results[next(iter(results))]['tensorflow']}, "
+          f"torch {umx['torch']}")
+    print("| training step | parameters | s / step | peak RSS | Open-Unmix 4 targets ÷ this |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, result in results.items():
+        print(f"| {name} | {result['params'] / 1e6:.2f} M | {result['step_seconds']:.2f} | "
+              f"{result['peak_rss_mib'] / 1024:.2f} GiB | {reference / result['step_seconds']:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
