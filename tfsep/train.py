@@ -438,13 +438,12 @@ def make_datasets(config, progress=True):
 def _fit(config, strategy, chief, output):
     sources = config.data.sources
     with strategy.scope():
-        build_separation_model(config)  # settings are checked before any data is read
+        model = build_separation_model(config)  # settings are checked before any data is read
     training, validation = make_datasets(config, progress=config.run.verbose > 0 and chief)
     example = next(iter(validation))
 
     magnitudes = config.loss.magnitude > 0
     with strategy.scope():
-        model = build_separation_model(config)
         if not (output / "backup").exists():
             set_input_normalization(model, training.take(config.schedule.normalization_batches))
         trainer = training_model(model, magnitudes)
