@@ -83,6 +83,15 @@ def run_evaluate(args):
     return 0
 
 
+def run_export(args):
+    from tfsep.export import export_savedmodel
+    from tfsep.models import load_model
+
+    target = export_savedmodel(load_model(args.model), args.output, args.version, args.chunk, args.wiener)
+    print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfsep", description="Music source separation with TensorFlow and Keras.")
     parser.add_argument("--version", action="version", version=f"tfsep {tfsep.__version__}")
@@ -142,6 +151,18 @@ def build_parser():
     evaluate.add_argument("--max-tracks", type=int, help="score only the first N tracks")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(run=run_evaluate)
+
+    export = commands.add_parser(
+        "export", help="export a model for serving",
+        description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/.",
+    )
+    export.add_argument("model", type=Path, metavar="MODEL", help="a .keras model")
+    export.add_argument("--format", choices=["savedmodel"], default="savedmodel", help="savedmodel (TF Serving)")
+    export.add_argument("--output", type=Path, required=True, help="model folder; the export goes into OUTPUT/<version>")
+    export.add_argument("--version", type=int, default=1, help="model version folder (1)")
+    export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
+    export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
+    export.set_defaults(run=run_export)
 
     train = commands.add_parser(
         "train", help="train a model with model.fit from a YAML config",

@@ -1,0 +1,130 @@
+"""SavedModel export: TF Serving layout, signatures, a fresh process without tfsep, serving payloads, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsep.export import export_savedmodel
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def model():
+    import tfsep
+
+    return tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    return export_savedmodel(model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def signatures(exported):
+    return tf.saved_model.load(str(exported)).signatures
+
+
+def waveforms(batch=2, samples=1500, seed=0):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, (batch, samples, 2)).astype(np.float32)
+
+
+def test_layout_metadata_and_refusal_to_overwrite(exported, model):
+    assert exported.name == "3"
+    assert {p.name for p in exported.iterdir()} >= {"saved_model.pb", "variables", "assets.extra"}
+    description = json.loads((exported / "assets.extra" / "tfsep.json").read_text())
+    assert description["sources"] == ["vocals", "drums", "bass", "other"]
+    assert (description["sample_rate"], description["chunk_samples"], description["model_version"]) == (RATE, 3968, 3)
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_savedmodel(model, exported.parent, version=3)
+
+
+@pytest.mark.smoke
+def test_a_fresh_process_without_tfsep_loads_it_and_matches_keras(exported, model, tmp_path):
+    mixture = waveforms()
+    np.save(tmp_path / "mixture.npy", mixture)
+    script = f"""
+import sys, json, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load({str(exported)!r})
+outputs = loaded.signatures["serving_default"](waveform=tf.constant(np.load({str(tmp_path / 'mixture.npy')!r})))
+meta = {{k: np.array(v.numpy()).tolist() for k, v in loaded.signatures["metadata"]().items()}}
+np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in outputs.items()}})
+print(json.dumps({{"tfsep": any(m.startswith("tfsep") for m in sys.modules),
+                  "sources": [s.decode() for s in meta["sources"]], "rate": meta["sample_rate"]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"tfsep": False, "sources": ["vocals", "drums", "bass", "other"], "rate": RATE}
+    expected = model.predict(mixture, verbose=0)
+    served = np.load(tmp_path / "out.npz")
+    for source in expected:
+        np.testing.assert_allclose(served[source], expected[source], atol=1e-6)
+
+
+def test_rest_and_grpc_payloads_run_through_the_signature(signatures, model):
+    mixture = waveforms(batch=2, samples=900, seed=1)
+    expected = model.predict(mixture, verbose=0)
+    serve = signatures["serving_default"]
+
+    rows = json.loads(json.dumps({"instances": mixture.tolist()}))  # one instance per batch element
+    columns = json.loads(json.dumps({"inputs": {"waveform": mixture.tolist()}}))
+    for batch in (np.array(rows["instances"], np.float32), np.array(columns["inputs"]["waveform"], np.float32)):
+        outputs = serve(waveform=tf.constant(batch))
+        predictions = [{source: outputs[source][i].numpy().tolist() for source in outputs} for i in range(2)]
+        np.testing.assert_allclose(predictions[1]["bass"], expected["bass"][1], atol=1e-6)
+
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "band", "serving_default"
+    request.inputs["waveform"].CopyFrom(tf.make_tensor_proto(mixture))
+    request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # over the wire
+    outputs = serve(**{name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    for source, tensor in outputs.items():
+        response.outputs[source].CopyFrom(tf.make_tensor_proto(tensor.numpy()))
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["vocals"]), expected["vocals"], atol=1e-6)
+
+
+def test_chunk_signature_and_saved_model_cli(exported, signatures):
+    chunk = signatures["chunk"](waveform=tf.constant(waveforms(batch=1, samples=3968)))
+    assert chunk["other"].shape == (1, 3968, 2)
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]  # the saved_model_cli command
+    shown = subprocess.run(cli + ["show", "--all", "--dir", str(exported)], capture_output=True, text=True,
+                           timeout=120).stdout
+    serving = shown[shown.index("signature_def['serving_default']"):]
+    assert "inputs['waveform'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, -1, -1)" in serving
+    for source in ("vocals", "drums", "bass", "other"):
+        assert f"outputs['{source}'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, -1, 2)" in serving
+    assert "shape: (-1, 3968, -1)" in shown[shown.index("signature_def['chunk']"):]
+    assert "outputs['sample_rate']" in shown[shown.index("signature_def['metadata']"):]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((1, 100, 3), np.float32), "wrong rank or channel count"),
+    (np.zeros((100, 2), np.float32), "wrong rank or channel count"),
+    (np.zeros((0, 100, 2), np.float32), "the batch is empty"),
+    (np.zeros((1, 0, 2), np.float32), "no samples"),
+    (np.zeros((1, 100, 2), np.float64), "expected to be a float tensor"),
+])
+def test_bad_input_fails_with_a_clear_message(signatures, bad, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signatures["serving_default"](waveform=tf.constant(bad))
+
+
+def test_cli_exports_and_refuses_bad_models(model, tmp_path):
+    model.save(tmp_path / "tiny.keras")
+    command = [sys.executable, "-m", "tfsep.cli", "export"]
+    result = subprocess.run(command + [str(tmp_path / "tiny.keras"), "--output", str(tmp_path / "serving")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
+    missing = subprocess.run(command + [str(tmp_path / "nope.keras"), "--output", str(tmp_path / "s2")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "nope.keras: no such model file" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "s2").exists()
