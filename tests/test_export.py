@@ -128,3 +128,64 @@ def test_cli_exports_and_refuses_bad_models(model, tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "nope.keras: no such model file" in missing.stderr
     assert "Traceback" not in missing.stderr and not (tmp_path / "s2").exists()
+
+
+def run_litert(path, waveform):
+    """The outputs of the TFLite file at `path` in the LiteRT interpreter."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
+    return runner(waveform=waveform)
+
+
+def operator_codes(path):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(path.read_bytes()))
+    return [(max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode) for code in model.operatorCodes]
+
+
+@pytest.mark.parametrize("wiener", [0, 1])
+def test_tflite_uses_builtins_only_and_matches_keras_in_litert(wiener, tmp_path):
+    import tfsep
+    from tfsep.export import export_tflite, tflite_metadata
+
+    model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
+    path = export_tflite(model, tmp_path / "band.tflite")
+    assert all(custom is None for _, custom in operator_codes(path))  # Flex ops would be custom "Flex..." ops
+    assert tflite_metadata(path)["sources"] == ["vocals", "drums", "bass", "other"]
+    assert tflite_metadata(path)["sample_rate"] == RATE
+    for batch, samples in [(1, 4000), (3, 777), (1, 1)]:  # the input length and batch resize at run time
+        mixture = waveforms(batch, samples, seed=samples)
+        outputs, expected = run_litert(path, mixture), model.predict(mixture, verbose=0)
+        for source in expected:
+            assert np.abs(outputs[source] - expected[source]).max() <= 1e-4
+
+
+def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
+    import tfsep
+    from tfsep.export import export_tflite
+
+    model = tfsep.build_model("bandconv", size="small")  # 0.5 M parameters at 44.1 kHz, n_fft 4096
+    weights = 4 * model.count_params()
+    path = export_tflite(model, tmp_path / "small.tflite")
+    assert path.stat().st_size <= 1.2 * weights + 2**20
+    mixture = waveforms(1, 44100, seed=3)
+    expected = model.predict(mixture, verbose=0)
+    for quantize, size_ratio in (("float16", 0.6), ("dynamic-int8", 0.35)):
+        quantised = export_tflite(model, tmp_path / f"{quantize}.tflite", quantize=quantize)
+        assert quantised.stat().st_size <= size_ratio * path.stat().st_size + 2**18
+        outputs = run_litert(quantised, mixture)
+        error = sum(np.sum((outputs[s] - expected[s]) ** 2) for s in expected)
+        assert 10 * np.log10(sum(np.sum(expected[s] ** 2) for s in expected) / error) > 20  # dB
+
+
+def test_cli_exports_tflite(model, tmp_path):
+    model.save(tmp_path / "tiny.keras")
+    command = [sys.executable, "-m", "tfsep.cli", "export", str(tmp_path / "tiny.keras"), "--format", "tflite"]
+    result = subprocess.run(command + ["--output", str(tmp_path / "tiny.tflite")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tiny.tflite").stat().st_size > 0
+    wrong = subprocess.run(command[:-2] + ["--quantize", "float16", "--output", str(tmp_path / "s")],
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1 and "--quantize applies to --format tflite only" in wrong.stderr

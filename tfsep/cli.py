@@ -84,10 +84,17 @@ def run_evaluate(args):
 
 
 def run_export(args):
-    from tfsep.export import export_savedmodel
+    from tfsep.export import export_savedmodel, export_tflite
     from tfsep.models import load_model
 
-    target = export_savedmodel(load_model(args.model), args.output, args.version, args.chunk, args.wiener)
+    model = load_model(args.model)
+    if args.format == "tflite":
+        target = export_tflite(model, args.output, args.quantize, args.wiener)
+        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {args.quantize})")
+        return 0
+    if args.quantize != "none":
+        raise ValueError("--quantize applies to --format tflite only")
+    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
 
@@ -153,12 +160,16 @@ def build_parser():
     evaluate.set_defaults(run=run_evaluate)
 
     export = commands.add_parser(
-        "export", help="export a model for serving",
-        description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/.",
+        "export", help="export a model for serving (TF Serving) or devices (TFLite)",
+        description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/, or as a "
+        "TFLite file OUTPUT with builtin ops only.",
     )
     export.add_argument("model", type=Path, metavar="MODEL", help="a .keras model")
-    export.add_argument("--format", choices=["savedmodel"], default="savedmodel", help="savedmodel (TF Serving)")
-    export.add_argument("--output", type=Path, required=True, help="model folder; the export goes into OUTPUT/<version>")
+    export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel")
+    export.add_argument("--output", type=Path, required=True,
+                        help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
+    export.add_argument("--quantize", choices=["none", "float16", "dynamic-int8"], default="none",
+                        help="TFLite weight quantisation (none)")
     export.add_argument("--version", type=int, default=1, help="model version folder (1)")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")

@@ -54,6 +54,53 @@ def num_frames(samples, hop):
     return 1 + (samples + hop - 1) // hop
 
 
+def irfft(real, imag, n_fft):
+    """Inverse real FFT along the last axis from one forward real FFT, in TFLite builtin ops.
+
+    TFLite has no builtin IRFFT. With c = Re X + Im X on bins 0..N/2 followed by the reverse
+    of Re X − Im X on bins 1..N/2−1, Y = rfft(c) gives N·x[m] = (Re Y + Im Y)[m] for
+    m <= N/2 and N·x[N−m] = (Re Y − Im Y)[m] (the Hartley transform is its own inverse).
+
+    real, imag: (..., n_fft // 2 + 1). Returns (..., n_fft), as tf.signal.irfft does.
+    """
+    half = n_fft // 2
+    imag = imag * np.pad(np.ones(half - 1, np.float32), 1)  # like irfft, ignore Im X at 0 Hz and Nyquist
+    plus, minus = real + imag, real - imag
+    sequence = tf.concat([plus, tf.reverse(minus[..., 1:half], [-1])], axis=-1)
+    spectrum = tf.signal.rfft(sequence)
+    forward = (tf.math.real(spectrum) + tf.math.imag(spectrum)) / n_fft  # x[0..N/2]
+    backward = (tf.math.real(spectrum) - tf.math.imag(spectrum)) / n_fft  # x[N−m] for m = 0..N/2
+    return tf.concat([forward, tf.reverse(backward[..., 1:half], [-1])], axis=-1)
+
+
+def overlap_add(frames, hop):
+    """Overlap-add frames (..., count, length) at `hop` -> (..., (count − 1)·hop + length), in TFLite builtins.
+
+    Each frame is zero-padded to R·hop, R = ceil(length / hop), and split into R segments;
+    segment r of every frame is shifted by r hops and the R shifted copies are summed.
+    """
+    length = frames.shape[-1]
+    segments = -(-length // hop)
+    shape = tf.shape(frames)
+    outer, count = shape[:-2], shape[-2]
+    rank = len(frames.shape)
+    frames = tf.pad(frames, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
+    frames = tf.reshape(frames, tf.concat([outer, [count, segments, hop]], 0))
+    total = 0.0
+    for r in range(segments):
+        segment = tf.gather(frames, r, axis=rank - 1)  # (..., count, hop)
+        total += tf.pad(segment, [[0, 0]] * (rank - 2) + [[r, segments - 1 - r], [0, 0]])
+    signal = tf.reshape(total, tf.concat([outer, [(count + segments - 1) * hop]], 0))
+    return tf.slice(signal, tf.zeros([rank - 1], tf.int32), tf.concat([outer, [(count - 1) * hop + length]], 0))
+
+
+def _trailing(tensor, count):
+    """`tensor` with `count` new trailing axes of size 1 (TFLite's StridedSlice takes no `[..., None]`)."""
+    for _ in range(count):
+        tensor = tf.expand_dims(tensor, -1)
+    return tensor
+
+
 class Float32Layer(keras.layers.Layer):
     """A layer that always computes in float32, whatever the dtype policy."""
 
@@ -132,11 +179,11 @@ class InverseSTFT(_FourierLayer):
         dims = shape[3:-1]
         flat = tf.reshape(spectrum, tf.concat([shape[:3], [-1, 2]], axis=0))
         flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
-        frame_signals = tf.signal.irfft(tf.complex(flat[..., 0], flat[..., 1]), [self.n_fft])
-        signal = tf.signal.overlap_and_add(frame_signals * self._window, self.hop)
-        window_sum = tf.signal.overlap_and_add(tf.tile(self._window[None] ** 2, [frames, 1]), self.hop)
+        frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
+        signal = overlap_add(frame_signals * self._window, self.hop)  # (batch, dims, padded samples)
+        window_sum = overlap_add(tf.tile(tf.expand_dims(self._window**2, 0), [frames, 1]), self.hop)
         start = self.n_fft // 2
-        signal = signal[:, :, start : start + samples] / window_sum[start : start + samples]
+        signal = tf.slice(signal, [0, 0, start], [-1, -1, samples]) / tf.slice(window_sum, [start], [samples])
         signal = tf.transpose(signal, [0, 2, 1])  # (batch, samples, dims)
         return tf.reshape(signal, tf.concat([[shape[0], samples], dims], axis=0))
 
@@ -248,7 +295,7 @@ class MaskMagnitude(Float32Layer):
 
     def call(self, inputs):
         masks, magnitude = inputs
-        return tf.cast(masks, tf.float32) * magnitude[..., None]
+        return tf.cast(masks, tf.float32) * tf.expand_dims(magnitude, -1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
@@ -269,8 +316,8 @@ class PhaseReuse(Float32Layer):
         safe = tf.where(nonzero, magnitude, 1.0)
         cos = tf.where(nonzero, spectrum[..., 0] / safe, 1.0)
         sin = tf.where(nonzero, spectrum[..., 1] / safe, 0.0)
-        phasor = tf.stack([cos, sin], axis=-1)[..., None, :]  # (batch, frames, bins, channels, 1, 2)
-        return stem_magnitudes[..., None] * phasor
+        phasor = tf.expand_dims(tf.stack([cos, sin], axis=-1), -2)  # (batch, frames, bins, channels, 1, 2)
+        return tf.expand_dims(stem_magnitudes, -1) * phasor
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0], 2)
@@ -304,12 +351,12 @@ class WienerFilter(Float32Layer):
         if self.iterations == 0:
             return stems
         peak = tf.sqrt(tf.reduce_max(tf.reduce_sum(tf.square(spectrum), -1), axis=[1, 2, 3]))
-        scale = tf.maximum(1.0, peak / self.scale_factor)[:, None, None, None]  # (batch, 1, 1, 1)
-        x = (spectrum[..., 0] / scale, spectrum[..., 1] / scale)
-        y = (stems[..., 0] / scale[..., None], stems[..., 1] / scale[..., None])
+        scale = tf.reshape(tf.maximum(1.0, peak / self.scale_factor), [-1, 1, 1, 1])  # (batch, 1, 1, 1)
+        x = tuple(part / scale for part in tf.unstack(spectrum, 2, axis=-1))
+        y = tuple(part / _trailing(scale, 1) for part in tf.unstack(stems, 2, axis=-1))  # TFLite slices <= 5-D
         for _ in range(self.iterations):
             y = self._em_step(y, x)
-        return tf.stack([y[0], y[1]], axis=-1) * scale[..., None, None]
+        return tf.stack([y[0], y[1]], axis=-1) * _trailing(scale, 2)
 
     def _em_step(self, y, x):
         """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of (batch, frames, bins, channels)."""
@@ -319,7 +366,7 @@ class WienerFilter(Float32Layer):
         # Spatial covariance R_j[c, d] = Σ_t y_c conj(y_d) / Σ_t v_j, shape (batch, bins, sources, c, d).
         cov_re = tf.einsum("btfcs,btfds->bfscd", y_re, y_re) + tf.einsum("btfcs,btfds->bfscd", y_im, y_im)
         cov_im = tf.einsum("btfcs,btfds->bfscd", y_im, y_re) - tf.einsum("btfcs,btfds->bfscd", y_re, y_im)
-        weight = self.eps + tf.reduce_sum(psd, axis=1)[..., None, None]  # (batch, bins, sources, 1, 1)
+        weight = self.eps + _trailing(tf.reduce_sum(psd, axis=1), 2)  # (batch, bins, sources, 1, 1)
         r_re, r_im = cov_re / weight, cov_im / weight
         # Mixture covariance Cxx = √eps I + Σ_j v_j R_j, shape (batch, frames, bins, c, d).
         cxx_re = tf.einsum("btfs,bfscd->btfcd", psd, r_re)
@@ -328,11 +375,12 @@ class WienerFilter(Float32Layer):
         # Gain G_j = v_j R_j Cxx⁻¹, then y_j = G_j x.
         g_re = tf.einsum("bfsce,btfed->btfscd", r_re, inv_re) - tf.einsum("bfsce,btfed->btfscd", r_im, inv_im)
         g_im = tf.einsum("bfsce,btfed->btfscd", r_re, inv_im) + tf.einsum("bfsce,btfed->btfscd", r_im, inv_re)
-        g_re, g_im = g_re * psd[..., None, None], g_im * psd[..., None, None]
-        x_re, x_im = x
-        new_re = tf.einsum("btfscd,btfd->btfcs", g_re, x_re) - tf.einsum("btfscd,btfd->btfcs", g_im, x_im)
-        new_im = tf.einsum("btfscd,btfd->btfcs", g_re, x_im) + tf.einsum("btfscd,btfd->btfcs", g_im, x_re)
-        return new_re, new_im
+        g_re, g_im = g_re * _trailing(psd, 2), g_im * _trailing(psd, 2)
+        # y_j = G_j x as a broadcast product summed over d (this einsum has no TFLite builtin form).
+        x_re, x_im = (tf.expand_dims(tf.expand_dims(part, 3), 3) for part in x)  # (batch, frames, bins, 1, 1, d)
+        new_re = tf.reduce_sum(g_re * x_re - g_im * x_im, axis=-1)  # (batch, frames, bins, sources, c)
+        new_im = tf.reduce_sum(g_re * x_im + g_im * x_re, axis=-1)
+        return tf.transpose(new_re, [0, 1, 2, 4, 3]), tf.transpose(new_im, [0, 1, 2, 4, 3])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
@@ -355,19 +403,19 @@ def _regularized_inverse(c_re, c_im, eps):
     real 2c × 2c embedding [[Re, -Im], [Im, Re]] for more.
     """
     channels = c_re.shape[-1]
-    trace = tf.linalg.trace(c_re)
+    trace = tf.reduce_sum(c_re * tf.eye(channels, dtype=c_re.dtype), axis=[-2, -1])  # no MatrixDiagPart in TFLite
     load = eps + RELATIVE_LOAD * trace / channels
     if channels == 1:
-        return 1.0 / (load[..., None, None] + c_re), tf.zeros_like(c_im)
+        return 1.0 / (_trailing(load, 2) + c_re), tf.zeros_like(c_im)
     if channels == 2:
         a, d = c_re[..., 0, 0] + load, c_re[..., 1, 1] + load  # real diagonal
         b_re, b_im = c_re[..., 0, 1], c_im[..., 0, 1]  # C[1, 0] = conj(C[0, 1])
-        det = (a * d - b_re * b_re - b_im * b_im)[..., None, None]
+        det = _trailing(a * d - b_re * b_re - b_im * b_im, 2)
         zeros = tf.zeros_like(b_im)
         inv_re = tf.stack([tf.stack([d, -b_re], -1), tf.stack([-b_re, a], -1)], -2) / det
         inv_im = tf.stack([tf.stack([zeros, -b_im], -1), tf.stack([b_im, zeros], -1)], -2) / det
         return inv_re, inv_im
-    loaded = c_re + tf.eye(channels, dtype=c_re.dtype) * load[..., None, None]
+    loaded = c_re + tf.eye(channels, dtype=c_re.dtype) * _trailing(load, 2)
     embedded = tf.concat([tf.concat([loaded, -c_im], -1), tf.concat([c_im, loaded], -1)], -2)
     inverse = tf.linalg.inv(embedded)
     return inverse[..., :channels, :channels], inverse[..., channels:, :channels]
