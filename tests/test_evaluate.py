@@ -78,15 +78,6 @@ def dataset(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    import tfsep
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64).save(path)
-    return path
-
-
 def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(dataset, tmp_path):
     from tfsep.evaluate import evaluate
 
@@ -109,10 +100,10 @@ def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(datase
     assert "| **mean** |" in (tmp_path / "report" / "report.md").read_text()
 
 
-def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, model_file, tmp_path):
+def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, tiny_model_file, tmp_path):
     command = [sys.executable, "-m", "tfsep.cli", "evaluate", "--dataset", str(dataset), "--report",
                str(tmp_path / "report"), "--quiet", "--max-tracks", "2", "--jobs", "1"]
-    result = subprocess.run(command + ["--model", str(model_file)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command + ["--model", str(tiny_model_file)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| vocals |" in result.stdout
     assert len(json.loads((tmp_path / "report" / "metrics.json").read_text())["tracks"]) == 2
@@ -121,6 +112,6 @@ def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, model_fil
                                             "--oracle", "irm"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.startswith("tfsep: error:") and "nowhere" in missing.stderr
     assert "Traceback" not in missing.stderr
-    both = subprocess.run(command + ["--model", str(model_file), "--oracle", "irm"], capture_output=True, text=True,
+    both = subprocess.run(command + ["--model", str(tiny_model_file), "--oracle", "irm"], capture_output=True, text=True,
                           timeout=120)
     assert both.returncode == 1 and "not both" in both.stderr

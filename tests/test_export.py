@@ -14,15 +14,8 @@ RATE = 8000
 
 
 @pytest.fixture(scope="module")
-def model():
-    import tfsep
-
-    return tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
-
-
-@pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
-    return export_savedmodel(model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5)
+def exported(tiny_model, tmp_path_factory):
+    return export_savedmodel(tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +27,18 @@ def waveforms(batch=2, samples=1500, seed=0):
     return np.random.default_rng(seed).uniform(-0.5, 0.5, (batch, samples, 2)).astype(np.float32)
 
 
-def test_layout_metadata_and_refusal_to_overwrite(exported, model):
+def test_layout_metadata_and_refusal_to_overwrite(exported, tiny_model):
     assert exported.name == "3"
     assert {p.name for p in exported.iterdir()} >= {"saved_model.pb", "variables", "assets.extra"}
     description = json.loads((exported / "assets.extra" / "tfsep.json").read_text())
     assert description["sources"] == ["vocals", "drums", "bass", "other"]
     assert (description["sample_rate"], description["chunk_samples"], description["model_version"]) == (RATE, 3968, 3)
     with pytest.raises(FileExistsError, match="already exists"):
-        export_savedmodel(model, exported.parent, version=3)
+        export_savedmodel(tiny_model, exported.parent, version=3)
 
 
 @pytest.mark.smoke
-def test_a_fresh_process_without_tfsep_loads_it_and_matches_keras(exported, model, tmp_path):
+def test_a_fresh_process_without_tfsep_loads_it_and_matches_keras(exported, tiny_model, tmp_path):
     mixture = waveforms()
     np.save(tmp_path / "mixture.npy", mixture)
     script = f"""
@@ -61,15 +54,15 @@ print(json.dumps({{"tfsep": any(m.startswith("tfsep") for m in sys.modules),
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"tfsep": False, "sources": ["vocals", "drums", "bass", "other"], "rate": RATE}
-    expected = model.predict(mixture, verbose=0)
+    expected = tiny_model.predict(mixture, verbose=0)
     served = np.load(tmp_path / "out.npz")
     for source in expected:
         np.testing.assert_allclose(served[source], expected[source], atol=1e-6)
 
 
-def test_rest_and_grpc_payloads_run_through_the_signature(signatures, model):
+def test_rest_and_grpc_payloads_run_through_the_signature(signatures, tiny_model):
     mixture = waveforms(batch=2, samples=900, seed=1)
-    expected = model.predict(mixture, verbose=0)
+    expected = tiny_model.predict(mixture, verbose=0)
     serve = signatures["serving_default"]
 
     rows = json.loads(json.dumps({"instances": mixture.tolist()}))  # one instance per batch element
@@ -117,10 +110,9 @@ def test_bad_input_fails_with_a_clear_message(signatures, bad, message):
         signatures["serving_default"](waveform=tf.constant(bad))
 
 
-def test_cli_exports_and_refuses_bad_models(model, tmp_path):
-    model.save(tmp_path / "tiny.keras")
+def test_cli_exports_and_refuses_bad_models(tiny_model_file, tmp_path):
     command = [sys.executable, "-m", "tfsep.cli", "export"]
-    result = subprocess.run(command + [str(tmp_path / "tiny.keras"), "--output", str(tmp_path / "serving")],
+    result = subprocess.run(command + [str(tiny_model_file), "--output", str(tmp_path / "serving")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
@@ -179,9 +171,8 @@ def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
         assert 10 * np.log10(sum(np.sum(expected[s] ** 2) for s in expected) / error) > 20  # dB
 
 
-def test_cli_exports_tflite(model, tmp_path):
-    model.save(tmp_path / "tiny.keras")
-    command = [sys.executable, "-m", "tfsep.cli", "export", str(tmp_path / "tiny.keras"), "--format", "tflite"]
+def test_cli_exports_tflite(tiny_model_file, tmp_path):
+    command = [sys.executable, "-m", "tfsep.cli", "export", str(tiny_model_file), "--format", "tflite"]
     result = subprocess.run(command + ["--output", str(tmp_path / "tiny.tflite")], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr

@@ -17,20 +17,6 @@ RATE = 8000
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    import tfsep
-
-    return tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
-
-
-@pytest.fixture(scope="module")
-def model_file(tiny_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tiny_model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def separator(tiny_model):
     return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
 
@@ -162,10 +148,10 @@ def run_tfsep(*args, env=None):
                           timeout=300, env=env)
 
 
-def test_cli_separates_a_batch_and_lists_the_failures(model_file, tmp_path, rng):
+def test_cli_separates_a_batch_and_lists_the_failures(tiny_model_file, tmp_path, rng):
     good = [write_wav(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE * 2, 2))) for name in ("a", "b")]
     (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
-    result = run_tfsep("separate", good[0], tmp_path / "broken.wav", good[1], "--model", model_file,
+    result = run_tfsep("separate", good[0], tmp_path / "broken.wav", good[1], "--model", tiny_model_file,
                        "-o", tmp_path / "out", "--residual", "--quiet")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -174,24 +160,24 @@ def test_cli_separates_a_batch_and_lists_the_failures(model_file, tmp_path, rng)
         assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == [
             "bass.wav", "drums.wav", "other.wav", "residual.wav", "vocals.wav"]
 
-    again = run_tfsep("separate", good[0], "--model", model_file, "-o", tmp_path / "out", "--quiet")
+    again = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "out", "--quiet")
     assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
 
     (tmp_path / "a-file").write_text("not a folder")
-    denied = run_tfsep("separate", good[0], "--model", model_file, "-o", tmp_path / "a-file" / "out", "--quiet")
+    denied = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "a-file" / "out", "--quiet")
     assert denied.returncode == 1 and "cannot write" in denied.stderr and "Traceback" not in denied.stderr
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(model_file, tmp_path, rng):
+def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(tiny_model_file, tmp_path, rng):
     wav = write_wav(tmp_path / "song.wav", rng.uniform(-0.3, 0.3, (RATE * 2, 2)))
     subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-ar", "22050", tmp_path / "song.mp3"], check=True)
-    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", model_file, "-o", tmp_path / "out", "--quiet")
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out", "--quiet")
     assert result.returncode == 0, result.stderr
     info = soundfile.info(tmp_path / "out" / "song" / "vocals.wav")
     assert info.samplerate == 22050 and abs(info.frames - 44100) < 3000  # mp3 adds encoder padding
 
     no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
-    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", model_file, "-o", tmp_path / "out2", "-q",
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out2", "-q",
                        env=no_ffmpeg)
     assert result.returncode == 1 and "needs ffmpeg; install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)" in result.stderr
