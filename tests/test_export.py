@@ -136,12 +136,12 @@ def operator_codes(path):
     return [(max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode) for code in model.operatorCodes]
 
 
-@pytest.mark.parametrize("wiener", [0, 1])
-def test_tflite_uses_builtins_only_and_matches_keras_in_litert(wiener, tmp_path):
+@pytest.mark.parametrize("architecture, wiener", [("bandconv", 0), ("bandconv", 1), ("unet", 0)])
+def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wiener, tmp_path):
     import tfsep
     from tfsep.export import export_tflite, tflite_metadata
 
-    model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
+    model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
     path = export_tflite(model, tmp_path / "band.tflite")
     assert all(custom is None for _, custom in operator_codes(path))  # Flex ops would be custom "Flex..." ops
     assert tflite_metadata(path)["sources"] == ["vocals", "drums", "bass", "other"]

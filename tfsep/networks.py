@@ -87,10 +87,14 @@ class PadToMultiple(layers.Layer):
         self.multiple = multiple
 
     def call(self, x):
-        shape = tf.shape(x)
-        pad_frames = -shape[1] % self.multiple
-        pad_bins = -shape[2] % self.multiple
-        return tf.pad(x, [[0, 0], [0, pad_frames], [0, pad_bins], [0, 0]])
+        _, _, bins, channels = x.shape
+        pad_frames = -tf.shape(x)[1] % self.multiple
+        pad_bins = -tf.shape(x)[2] % self.multiple if bins is None else -bins % self.multiple
+        padded = tf.pad(x, [[0, 0], [0, pad_frames], [0, pad_bins], [0, 0]])
+        if bins is None or channels is None:
+            return padded
+        # Restate the static width and depth, which TFLite's builtin CONV_2D needs to see.
+        return tf.reshape(padded, tf.concat([tf.shape(padded)[:2], [bins + pad_bins, channels]], 0))
 
     def compute_output_shape(self, input_shape):
         def padded(n):
