@@ -361,7 +361,6 @@ class WienerFilter(Float32Layer):
     def _em_step(self, y, x):
         """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of (batch, frames, bins, channels)."""
         y_re, y_im = y
-        channels = y_re.shape[3]
         psd = tf.reduce_mean(y_re**2 + y_im**2, axis=3)  # (batch, frames, bins, sources)
         # Spatial covariance R_j[c, d] = Σ_t y_c conj(y_d) / Σ_t v_j, shape (batch, bins, sources, c, d).
         cov_re = tf.einsum("btfcs,btfds->bfscd", y_re, y_re) + tf.einsum("btfcs,btfds->bfscd", y_im, y_im)
