@@ -177,6 +177,79 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "tiny.tflite").stat().st_size > 0
-    wrong = subprocess.run(command[:-2] + ["--quantize", "float16", "--output", str(tmp_path / "s")],
-                           capture_output=True, text=True, timeout=120)
-    assert wrong.returncode == 1 and "--quantize applies to --format tflite only" in wrong.stderr
+    streaming = subprocess.run(command + ["--stream-block", "0.1", "--output", str(tmp_path / "stream.tflite")],
+                               capture_output=True, text=True, timeout=300)
+    assert streaming.returncode == 0 and "streaming" in streaming.stdout, streaming.stderr
+    from tfsep.export import tflite_metadata
+
+    assert tflite_metadata(tmp_path / "stream.tflite")["block_samples"] == 832  # 0.1 s at 8 kHz, in 64-sample hops
+    for flag, value in (("--quantize", "float16"), ("--stream-block", "1")):
+        wrong = subprocess.run(command[:-2] + [flag, value, "--output", str(tmp_path / "s")],
+                               capture_output=True, text=True, timeout=120)
+        assert wrong.returncode == 1 and f"{flag} applies to --format tflite only" in wrong.stderr
+
+
+def stream_through_litert(path, mixture):
+    """Feed `mixture` (batch, samples, channels) block by block through the streaming TFLite file, as an app
+    would, then zeros to flush the latency; returns {source: stems aligned with the mixture}."""
+    from tfsep.export import STATE, tflite_metadata
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    description = tflite_metadata(path)
+    block, latency = description["block_samples"], description["latency_samples"]
+    runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
+    batch, samples, channels = mixture.shape
+    blocks = -(-(samples + latency) // block)
+    padded = np.pad(mixture, [(0, 0), (0, blocks * block - samples), (0, 0)])
+    state = np.zeros((batch, description["state_samples"], channels), np.float32)
+    outputs = {source: [] for source in description["sources"]}
+    for k in range(blocks):
+        result = runner(block=padded[:, k * block:(k + 1) * block], state=state)
+        state = result[STATE]
+        for source in outputs:
+            outputs[source].append(result[source])
+    return {source: np.concatenate(parts, 1)[:, latency:latency + samples] for source, parts in outputs.items()}
+
+
+@pytest.mark.parametrize("architecture, context", [("bandconv", None), ("umx", 0.2)])
+def test_streaming_tflite_matches_offline_separation_away_from_the_start(architecture, context, tmp_path):
+    import tfsep
+    from tfsep.export import export_tflite, tflite_metadata
+
+    model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+    path = export_tflite(model, tmp_path / "stream.tflite", block_seconds=0.1, context_seconds=context)
+    assert all(custom is None for _, custom in operator_codes(path))
+    description = tflite_metadata(path)
+    block, state = description["block_samples"], description["state_samples"]
+    assert block % 64 == 0 and state == 2 * description["latency_samples"]
+    mixture = waveforms(2, 12 * block + 100, seed=5)
+    streamed, offline = stream_through_litert(path, mixture), model.predict(mixture, verbose=0)
+    away = slice(state, mixture.shape[1] - state)  # away from the stream's start and from where it ends
+    for source in offline:
+        error = np.abs(streamed[source][:, away] - offline[source][:, away]).max()
+        if architecture == "bandconv":  # a bounded receptive field: the default context makes it exact
+            assert error <= 1e-4
+        else:  # umx's recurrences reach the whole signal: a finite context only approximates it
+            assert np.isfinite(error) and error > 0
+
+
+@pytest.mark.parametrize("form, inputs", [
+    ("clip", {"waveform": np.zeros((1, 500, 3), np.float32)}),
+    ("clip", {"waveform": np.zeros((500, 2), np.float32)}),
+    ("clip", {"waveform": np.zeros((1, 0, 2), np.float32)}),
+    ("clip", {"waveform": np.zeros((1, 500, 2), np.float64)}),
+    ("stream", {"block": np.zeros((1, 100, 2), np.float32), "state": np.zeros((1, 896, 2), np.float32)}),
+    ("stream", {"block": np.zeros((1, 832, 3), np.float32), "state": np.zeros((1, 896, 3), np.float32)}),
+])
+def test_litert_refuses_bad_input_to_both_forms(form, inputs, tiny_model, tmp_path_factory):
+    from tfsep.export import export_tflite
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    folder = tmp_path_factory.getbasetemp() / "bad-input-forms"
+    path = folder / f"{form}.tflite"
+    if not path.exists():
+        folder.mkdir(exist_ok=True)
+        export_tflite(tiny_model, path, block_seconds=0.1 if form == "stream" else None)
+    runner = litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    with pytest.raises((ValueError, RuntimeError)):
+        runner(**inputs)

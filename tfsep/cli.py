@@ -89,11 +89,14 @@ def run_export(args):
 
     model = load_model(args.model)
     if args.format == "tflite":
-        target = export_tflite(model, args.output, args.quantize, args.wiener)
-        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {args.quantize})")
+        target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context)
+        form = "whole clips" if args.stream_block is None else "streaming"
+        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {args.quantize}, {form})")
         return 0
-    if args.quantize != "none":
-        raise ValueError("--quantize applies to --format tflite only")
+    for flag, value in (("--quantize", args.quantize != "none"), ("--stream-block", args.stream_block),
+                        ("--stream-context", args.stream_context)):
+        if value:
+            raise ValueError(f"{flag} applies to --format tflite only")
     target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
@@ -173,6 +176,11 @@ def build_parser():
     export.add_argument("--version", type=int, default=1, help="model version folder (1)")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
+    export.add_argument("--stream-block", type=float, metavar="SECONDS",
+                        help="tflite: the streaming form, taking blocks of this length with explicit state")
+    export.add_argument("--stream-context", type=float, metavar="SECONDS",
+                        help="tflite streaming: context on each side of a block, which is also the latency "
+                        "(default: the network's receptive field, exact away from the start)")
     export.set_defaults(run=run_export)
 
     train = commands.add_parser(

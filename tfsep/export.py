@@ -17,7 +17,10 @@ signature itself.
 `export_tflite(model, PATH)` writes one `.tflite` file that converts with TFLite builtin
 ops only (no Flex), with a resizable input length and batch: signature `serving_default`,
 input `waveform`, outputs named by the sources, and the same description as a "tfsep"
-JSON entry in the flatbuffer's metadata (`tflite_metadata(PATH)` reads it back).
+JSON entry in the flatbuffer's metadata (`tflite_metadata(PATH)` reads it back). With
+`block_seconds`, it writes the streaming form instead (see `streaming_model`): fixed,
+hop-aligned blocks in, the stems of an earlier block out, and the recent input carried
+as explicit state.
 """
 
 import json
@@ -31,11 +34,14 @@ import numpy as np
 import tensorflow as tf
 
 import tfsep
-from tfsep import audio
+from tfsep import audio, networks
+from tfsep._keras import keras
 from tfsep.models import reconfigure
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8")
 TFLITE_METADATA = "tfsep"
+STATE = "next_state"  # the streaming form's state output; no source may take this name
+UNBOUNDED_CONTEXT_SECONDS = 3.0  # streaming context for networks whose reach has no bound
 
 
 def metadata(model):
@@ -110,18 +116,71 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     return target
 
 
-def export_tflite(model, path, quantize="none", wiener_iterations=None):
+def _hop_multiple(samples, hop):
+    """`samples` rounded up to a whole number (at least one) of hops."""
+    return max(1, int(np.ceil(samples / hop - 1e-9))) * hop
+
+
+def streaming_model(model, block_seconds=1.0, context_seconds=None):
+    """`model` as a block-by-block separator whose recent input is explicit state; returns (keras.Model, description).
+
+    Inputs: `block` (batch, block_samples, channels), the next samples of the stream, and
+    `state` (batch, 2 · context_samples, channels), the samples before them (zeros at the
+    start of a stream). The model separates the window [state, block] and returns, per
+    source, (batch, block_samples, channels): the stems of the samples that end
+    `context_samples` before the block does, so the output lags the input by that latency;
+    and `next_state`, the window's last 2 · context_samples samples, to feed back.
+
+    Block and context are whole hops, so the window's frames are the whole stream's. The
+    default context is the network's receptive field plus one FFT length: then, away from
+    the start of the stream, every output sample is the whole-signal result. For networks
+    without a bounded, shift-equivariant reach (umx, unet) the default is
+    UNBOUNDED_CONTEXT_SECONDS on each side, and the stream approximates offline
+    separation; so does Wiener filtering, whose EM statistics span the window.
+    """
+    config = model.get_config()
+    hop, channels, rate = config["hop"], config["channels"], model.sample_rate
+    if STATE in model.sources:
+        raise ValueError(f"a source named {STATE!r} clashes with the streaming form's state output")
+    if not block_seconds > 0 or (context_seconds is not None and not context_seconds > 0):
+        raise ValueError(f"stream block ({block_seconds} s) and context ({context_seconds} s) must be positive")
+    block = _hop_multiple(block_seconds * rate, hop)
+    if context_seconds is None:
+        options = networks.network_options(config["architecture"], config["size"], config["network"])
+        reach = networks.receptive_field(config["architecture"], options)
+        context_seconds = UNBOUNDED_CONTEXT_SECONDS if reach is None else (reach * hop + config["n_fft"]) / rate
+    context = _hop_multiple(context_seconds * rate, hop)
+
+    block_input = keras.Input((block, channels), name="block")
+    state_input = keras.Input((2 * context, channels), name="state")
+    window = keras.layers.Concatenate(axis=1, name="window")([state_input, block_input])
+    stems = model(window)
+    outputs = {source: keras.layers.Cropping1D((context, context), name=f"{source}_block")(stems[source])
+               for source in model.sources}
+    outputs[STATE] = keras.layers.Cropping1D((block, 0), name=STATE)(window)
+    streaming = keras.Model([block_input, state_input], outputs, name=f"{model.name}_stream")
+    description = {"block_samples": block, "state_samples": 2 * context, "latency_samples": context}
+    return streaming, description
+
+
+def export_tflite(model, path, quantize="none", wiener_iterations=None, block_seconds=None, context_seconds=None):
     """Convert `model` to a TFLite file at `path` with builtin ops only; returns the path.
 
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
-    (dynamic-range quantisation: int8 weights, float activations). The file is written
-    atomically.
+    (dynamic-range quantisation: int8 weights, float activations). Without `block_seconds`
+    the file separates whole clips of any length; with it, it is `streaming_model`'s
+    block-by-block form (block and latency in its metadata). The file is written atomically.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     if wiener_iterations is not None:
         model = reconfigure(model, wiener_iterations=wiener_iterations)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    description = {**metadata(model), "quantize": quantize}
+    converted = model
+    if block_seconds is not None:
+        converted, streaming = streaming_model(model, block_seconds, context_seconds)
+        description.update(streaming)
+    converter = tf.lite.TFLiteConverter.from_keras_model(converted)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -132,7 +191,6 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None):
     except Exception as error:  # the converter's own message names the ops it could not map
         raise ValueError(f"{model.get_config()['architecture']} does not convert to TFLite builtin ops "
                          f"({_conversion_failure(str(error))})") from None
-    description = {**metadata(model), "quantize": quantize}
     flatbuffer = _with_metadata(flatbuffer, TFLITE_METADATA, json.dumps(description).encode())
     path = Path(path)
     audio.replace_atomically(path, lambda temporary: Path(temporary).write_bytes(flatbuffer))

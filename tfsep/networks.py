@@ -289,3 +289,14 @@ def network_options(architecture, size="base", options=None):
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r} for architecture {architecture!r}; known options: {known}")
     return {**SIZES[architecture][size], **(options or {})}
+
+
+def receptive_field(architecture, options):
+    """Frames on each side of a frame that its masks depend on, given the network's `options`; None where
+    that reach is unbounded (umx's recurrences) or the network is not shift-equivariant in time (unet's
+    strided levels), so that no finite context reproduces whole-signal results exactly."""
+    if architecture != "bandconv":
+        return None
+    defaults = {p.name: p.default for p in inspect.signature(bandconv).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    options = {**defaults, **options}
+    return options["kernel"] // 2 * (2 ** options["blocks"] - 1)
