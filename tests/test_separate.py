@@ -63,6 +63,24 @@ def test_chunked_separation_matches_the_whole_file_away_from_chunk_borders(separ
         assert difference.max() < 0.05  # crossfades keep chunk borders close too
 
 
+def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny_model, tmp_path, rng):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    from tfsep.export import export_tflite
+
+    path = export_tflite(tiny_model, tmp_path / "tiny.tflite")
+    litert = Separator.load(path, chunk_seconds=2.0, overlap_seconds=0.5)
+    assert (litert.sources, litert.sample_rate, litert.chunk) == (separator.sources, RATE, separator.chunk)
+    mixture = rng.uniform(-0.5, 0.5, (RATE * 5 + 123, 3)).astype(np.float32)  # chunks, a short last one, 3 channels
+    expected, separated = separator.separate(mixture, 16000), litert.separate(mixture, 16000)
+    for source in separator.sources:
+        assert np.abs(separated[source] - expected[source]).max() <= 1e-4
+    with pytest.raises(ValueError, match="export it again with --wiener 1"):
+        Separator.load(path, wiener_iterations=1)
+    stream = export_tflite(tiny_model, tmp_path / "stream.tflite", block_seconds=0.1)
+    with pytest.raises(ValueError, match="is the streaming form"):
+        Separator.load(stream)
+
+
 def test_channels_rates_and_the_residual(separator, rng):
     stereo = rng.uniform(-0.5, 0.5, (RATE * 3, 2)).astype(np.float32)
     reference = separator.separate(stereo, RATE, residual=True)

@@ -110,7 +110,7 @@ def track_name(path):
 
 
 class Separator:
-    """Separates mixtures with a SeparationModel, in overlapping chunks.
+    """Separates mixtures with a SeparationModel, or its TFLite export (`from_tflite`), in overlapping chunks.
 
     Args:
         model: a SeparationModel.
@@ -123,32 +123,66 @@ class Separator:
             model = reconfigure(model, wiener_iterations=wiener_iterations)
         self.model = model
         config = model.get_config()
-        self.sources, self.sample_rate = model.sources, model.sample_rate
-        self.channels, hop = config["channels"], config["hop"]
+        run = tf.function(model, input_signature=[tf.TensorSpec((None, None, config["channels"]), tf.float32)],
+                          reduce_retracing=True)
+        self._run = lambda batch: {source: stem.numpy() for source, stem in run(tf.constant(batch)).items()}
+        self._set_chunking(model.sources, model.sample_rate, config["channels"], config["hop"], chunk_seconds,
+                           overlap_seconds)
+
+    def _set_chunking(self, sources, sample_rate, channels, hop, chunk_seconds, overlap_seconds):
+        self.sources, self.sample_rate, self.channels = tuple(sources), sample_rate, channels
         if not chunk_seconds > 0 or not overlap_seconds >= 0:
             raise ValueError(f"chunk ({chunk_seconds} s) must be positive and overlap ({overlap_seconds} s) >= 0")
         self.chunk = max(hop, int(round(chunk_seconds * self.sample_rate / hop)) * hop)
         self.overlap = min(self.chunk - hop, int(round(overlap_seconds * self.sample_rate / hop)) * hop)
-        self._run = tf.function(model, input_signature=[tf.TensorSpec((None, None, self.channels), tf.float32)],
-                                reduce_retracing=True)
 
     @classmethod
     def load(cls, path=None, **options):
-        """A Separator for the `.keras` model at `path`, or for the shipped default model."""
+        """A Separator for the `.keras` model or whole-clip `.tflite` file at `path`, or for the shipped default model."""
         path = Path(path) if path is not None else DEFAULT_MODEL
         if path == DEFAULT_MODEL and not path.is_file():
             raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
+        if path.suffix.lower() == ".tflite":
+            return cls.from_tflite(path, **options)
         return cls(load_model(path), **options)
+
+    @classmethod
+    def from_tflite(cls, path, chunk_seconds=10.0, overlap_seconds=2.0, wiener_iterations=None, threads=2):
+        """A Separator that runs a whole-clip TFLite file (`tfsep export --format tflite`) in LiteRT.
+
+        Its Wiener iterations were fixed at export; asking for others raises ValueError.
+        """
+        from tfsep.export import tflite_metadata
+
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ImportError("running .tflite files needs LiteRT: pip install 'tfsep[litert]'") from None
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        description = tflite_metadata(path)
+        if "block_samples" in description:
+            raise ValueError(f"{path}: is the streaming form; separating files needs the whole-clip form")
+        if wiener_iterations is not None and wiener_iterations != description["wiener_iterations"]:
+            raise ValueError(f"{path}: was exported with {description['wiener_iterations']} Wiener iterations; "
+                             f"export it again with --wiener {wiener_iterations}")
+        separator = cls.__new__(cls)
+        separator.model = None
+        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
+        separator._run = lambda batch: runner(waveform=batch)
+        separator._set_chunking(description["sources"], description["sample_rate"], description["channels"],
+                                description["hop"], chunk_seconds, overlap_seconds)
+        return separator
 
     def _separate_chunk(self, mixture, residual):
         """(samples, channels) at the model's rate -> (sources [+ residual], samples, channels)."""
         channels = mixture.shape[1]
         groups = _channel_groups(channels, self.channels)
         batch = np.stack([mixture[:, group] for group in groups])  # (groups, samples, model channels)
-        estimates = self._run(tf.constant(batch))
+        estimates = self._run(batch)
         stems = np.zeros((len(self.sources) + residual, len(mixture), channels), np.float32)
         for k, source in enumerate(self.sources):
-            estimate = estimates[source].numpy()
+            estimate = estimates[source]
             for g, group in enumerate(groups):
                 for i, column in enumerate(group):
                     if column not in group[:i]:
