@@ -136,7 +136,7 @@ def operator_codes(path):
     return [(max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode) for code in model.operatorCodes]
 
 
-@pytest.mark.parametrize("architecture, wiener", [("bandconv", 0), ("bandconv", 1), ("unet", 0)])
+@pytest.mark.parametrize("architecture, wiener", [("bandconv", 0), ("bandconv", 1), ("unet", 0), ("umx", 0)])
 def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wiener, tmp_path):
     import tfsep
     from tfsep.export import export_tflite, tflite_metadata
@@ -151,6 +151,23 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
         outputs, expected = run_litert(path, mixture), model.predict(mixture, verbose=0)
         for source in expected:
             assert np.abs(outputs[source] - expected[source]).max() <= 1e-4
+
+
+def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path):
+    """The fused LSTMs hold their states in variables that outlive an invocation; each sequence must reset them."""
+    import tfsep
+    from tfsep.export import export_tflite
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    model = tfsep.build_model("umx", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+    path = export_tflite(model, tmp_path / "umx.tflite")
+    runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
+    first, other = waveforms(2, 900, seed=1), waveforms(2, 900, seed=2)
+    before = runner(waveform=first)
+    runner(waveform=other)
+    after = runner(waveform=first)
+    for source in before:
+        np.testing.assert_array_equal(after[source], before[source])
 
 
 def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
@@ -253,3 +270,26 @@ def test_litert_refuses_bad_input_to_both_forms(form, inputs, tiny_model, tmp_pa
     runner = litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
     with pytest.raises((ValueError, RuntimeError)):
         runner(**inputs)
+
+
+def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
+    """The converter clips fused LSTM cell states at ±10; Keras does not, and neither may the export."""
+    from tfsep._keras import keras
+    from tfsep.export import convert_to_tflite
+    from tfsep.networks import FusedLSTM
+
+    inputs = keras.Input((None, 1), name="waveform")
+    lstm = FusedLSTM(2, name="lstm")
+    model = keras.Model(inputs, lstm(inputs))
+    units = 2  # gates i, f, c, o: i, f and o open; the cell adds tanh(5 x) ≈ ±1 every step
+    lstm.kernel.assign(np.concatenate([np.zeros(2 * units), np.full(units, 5.0), np.zeros(units)])[None])
+    lstm.bias.assign(np.concatenate([np.full(2 * units, 10.0), np.zeros(units), np.full(units, 10.0)]))
+    lstm.recurrent_kernel.assign(np.zeros((units, 4 * units)))
+    x = np.concatenate([np.ones(30), -np.ones(20)]).astype(np.float32)[None, :, None]  # cell: up to 30, down to 10
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(convert_to_tflite(model))
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    output = next(iter(litert.Interpreter(model_path=str(path)).get_signature_runner()(waveform=x).values()))
+    expected = model.predict(x, verbose=0)
+    assert expected[0, -1].min() > 0.99  # tanh(10): a clip at ±10 would have brought the cell to -10
+    np.testing.assert_allclose(output, expected, atol=1e-4)

@@ -1,7 +1,8 @@
-"""Mask networks: shapes at any number of frames, bands, and option checking."""
+"""Mask networks: shapes at any number of frames, bands, option checking, and the fused LSTM."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfsep import networks
 from tfsep._keras import keras
@@ -42,3 +43,58 @@ def test_network_options_merge_presets_and_name_unknown_keys():
         networks.network_options("transformer")
     with pytest.raises(ValueError, match="unknown size"):
         networks.network_options("unet", "huge")
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fused_lstm_computes_what_a_stock_lstm_with_the_same_weights_does(go_backwards):
+    x = np.random.default_rng(1).normal(size=(3, 17, 6)).astype(np.float32)
+    stock = keras.layers.LSTM(5, return_sequences=True, go_backwards=go_backwards)
+    fused = networks.FusedLSTM(5, go_backwards=go_backwards)
+    expected = stock(x).numpy()
+    fused.build(x.shape)
+    assert [(w.name, w.shape) for w in fused.weights] == [(w.name, w.shape) for w in stock.weights]
+    fused.set_weights(stock.get_weights())
+    np.testing.assert_allclose(fused(x).numpy(), expected, atol=1e-5)  # eager
+    graph = tf.function(fused).get_concrete_function(tf.TensorSpec((None, None, 6)))
+    for batch, frames in [(3, 17), (1, 1), (2, 40)]:
+        sequences = np.random.default_rng(frames).normal(size=(batch, frames, 6)).astype(np.float32)
+        np.testing.assert_allclose(graph(tf.constant(sequences)).numpy(), stock(sequences).numpy(), atol=1e-5)
+
+    weights = tf.constant(np.random.default_rng(2).normal(size=expected.shape).astype(np.float32))
+    gradients = []
+    for layer in (stock, fused):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.function(layer)(x) * weights)
+        gradients.append(tape.gradient(loss, layer.trainable_weights))
+    for stock_gradient, fused_gradient in zip(*gradients):
+        np.testing.assert_allclose(fused_gradient.numpy(), stock_gradient.numpy(), atol=1e-5)
+
+
+def test_bidirectional_fused_lstm_round_trips_through_a_keras_file(tmp_path):
+    inputs = keras.Input((None, 4))
+    outputs = keras.layers.Bidirectional(networks.FusedLSTM(3, name="lstm"), name="bilstm")(inputs)
+    model = keras.Model(inputs, outputs)
+    for weight in model.weights:
+        weight.assign(np.random.default_rng(0).normal(size=weight.shape).astype(np.float32))
+    model.save(tmp_path / "bilstm.keras")
+    loaded = keras.saving.load_model(tmp_path / "bilstm.keras", safe_mode=True)
+    backward = loaded.get_layer("bilstm").backward_layer
+    assert isinstance(backward, networks.FusedLSTM) and backward.go_backwards
+    x = np.random.default_rng(1).normal(size=(2, 9, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+    stock = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True))
+    stock.build((None, None, 4))
+    stock.set_weights(model.get_weights())
+    np.testing.assert_allclose(model(x).numpy(), stock(x).numpy(), atol=1e-5)
+
+
+def test_fused_lstm_computes_in_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = keras.layers.Bidirectional(networks.FusedLSTM(3))
+        outputs = layer(np.ones((1, 5, 4), np.float16))
+        assert layer.forward_layer.compute_dtype == layer.backward_layer.compute_dtype == "float32"
+        assert layer.forward_layer.kernel.dtype == "float32" and np.isfinite(outputs.numpy()).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -169,32 +169,58 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
     (dynamic-range quantisation: int8 weights, float activations). Without `block_seconds`
     the file separates whole clips of any length; with it, it is `streaming_model`'s
-    block-by-block form (block and latency in its metadata). The file is written atomically.
+    block-by-block form (block and latency in its metadata). umx's LSTMs become
+    `FusedLSTM`s, with the same weights. The file is written atomically.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
+    config, changes = model.get_config(), {}
     if wiener_iterations is not None:
-        model = reconfigure(model, wiener_iterations=wiener_iterations)
+        changes["wiener_iterations"] = wiener_iterations
+    if config["architecture"] == "umx":
+        changes["network"] = {**config["network"], "lstm": "fused"}
+    model = reconfigure(model, **changes) if changes else model
     description = {**metadata(model), "quantize": quantize}
     converted = model
     if block_seconds is not None:
         converted, streaming = streaming_model(model, block_seconds, context_seconds)
         description.update(streaming)
-    converter = tf.lite.TFLiteConverter.from_keras_model(converted)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
     try:
-        flatbuffer = converter.convert()
+        flatbuffer = convert_to_tflite(converted, quantize)
     except Exception as error:  # the converter's own message names the ops it could not map
-        raise ValueError(f"{model.get_config()['architecture']} does not convert to TFLite builtin ops "
+        raise ValueError(f"{config['architecture']} does not convert to TFLite builtin ops "
                          f"({_conversion_failure(str(error))})") from None
     flatbuffer = _with_metadata(flatbuffer, TFLITE_METADATA, json.dumps(description).encode())
     path = Path(path)
     audio.replace_atomically(path, lambda temporary: Path(temporary).write_bytes(flatbuffer))
     return path
+
+
+def convert_to_tflite(model, quantize="none"):
+    """The Keras `model` as a TFLite flatbuffer (bytes) with builtin ops only, quantised as `quantize` says.
+
+    The converter gives every fused LSTM a cell-state clip at ±10, which Keras's LSTM does
+    not have and which changes a trained model whose cell states grow past it; the clip is
+    taken out of the flatbuffer.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    flatbuffer = converter.convert()
+    converted = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    clipped = [operator.builtinOptions for subgraph in converted.subgraphs for operator in subgraph.operators
+               if isinstance(operator.builtinOptions, schema.UnidirectionalSequenceLSTMOptionsT)]
+    if not clipped:
+        return flatbuffer
+    for options in clipped:
+        options.cellClip = 0.0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(converted))
 
 
 def _conversion_failure(message):
