@@ -55,6 +55,13 @@ def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(render
     assert sorted(p.name for p in (tmp_path / "run" / "tensorboard").iterdir()) == ["examples", "train", "validation"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+    restored = training.best_model(tmp_path / "run")  # what a run stopped early leaves usable
+    mixture = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 4000, 2)).astype(np.float32)
+    expected, outputs = model.predict(mixture, verbose=0), restored.predict(mixture, verbose=0)
+    for source in expected:
+        np.testing.assert_array_equal(outputs[source], expected[source])
+    with pytest.raises(FileNotFoundError, match="no best checkpoint yet"):
+        training.best_model(tmp_path)
 
 
 def test_waveform_losses_alone_train_too(rendered, tmp_path):

@@ -257,6 +257,22 @@ def training_model(model, magnitudes):
     return keras.Model(model.input, outputs, name=f"{model.name}_training")
 
 
+def best_model(output):
+    """The SeparationModel of the run written in folder `output`, with the weights of its best checkpoint.
+
+    For a run that was stopped before it wrote `model.keras`: its `config.yaml` rebuilds
+    the model and `best.weights.h5` (ModelCheckpoint on validation SDR) fills it.
+    """
+    output = Path(output)
+    checkpoint = output / "best.weights.h5"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no best checkpoint yet (the run has not finished an epoch)")
+    config = load_config(output / "config.yaml")
+    model = build_separation_model(config)
+    training_model(model, config.loss.magnitude > 0).load_weights(checkpoint)
+    return model
+
+
 def set_input_normalization(model, batches):
     """Set the network's per-bin input mean and scale from training mixtures, as Open-Unmix does."""
     standardize = model.get_layer("input_standardize")
