@@ -15,7 +15,8 @@ RATE = 8000
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):
-    return export_savedmodel(tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5)
+    return export_savedmodel(tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5,
+                             max_seconds=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def test_layout_metadata_and_refusal_to_overwrite(exported, tiny_model):
     description = json.loads((exported / "assets.extra" / "tfsep.json").read_text())
     assert description["sources"] == ["vocals", "drums", "bass", "other"]
     assert (description["sample_rate"], description["chunk_samples"], description["model_version"]) == (RATE, 3968, 3)
+    assert description["max_samples"] == RATE
     with pytest.raises(FileExistsError, match="already exists"):
         export_savedmodel(tiny_model, exported.parent, version=3)
 
@@ -103,6 +105,7 @@ def test_chunk_signature_and_saved_model_cli(exported, signatures):
     (np.zeros((100, 2), np.float32), "wrong rank or channel count"),
     (np.zeros((0, 100, 2), np.float32), "the batch is empty"),
     (np.zeros((1, 0, 2), np.float32), "no samples"),
+    (np.zeros((2, 4001, 2), np.float32), "exceeds the limit of 8000 samples per request"),  # 1 s at 8 kHz
     (np.zeros((1, 100, 2), np.float64), "expected to be a float tensor"),
 ])
 def test_bad_input_fails_with_a_clear_message(signatures, bad, message):

@@ -97,7 +97,7 @@ def run_export(args):
                         ("--stream-context", args.stream_context)):
         if value:
             raise ValueError(f"{flag} applies to --format tflite only")
-    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener)
+    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
 
@@ -176,6 +176,8 @@ def build_parser():
     export.add_argument("--version", type=int, default=1, help="model version folder (1)")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
+    export.add_argument("--max-seconds", type=float, default=120.0,
+                        help="savedmodel: most audio per request, batch × duration, refused beyond (120)")
     export.add_argument("--stream-block", type=float, metavar="SECONDS",
                         help="tflite: the streaming form, taking blocks of this length with explicit state")
     export.add_argument("--stream-context", type=float, metavar="SECONDS",

@@ -78,6 +78,10 @@ class _Serving(tf.Module):
             tf.debugging.assert_equal(shape[2], self.channels, message=f"{expected}: wrong rank or channel count"),
             tf.debugging.assert_positive(shape[0], message=f"{expected}: the batch is empty"),
             tf.debugging.assert_positive(shape[1], message=f"{expected}: no samples"),
+            tf.debugging.assert_less_equal(
+                shape[0] * shape[1], self.description["max_samples"],
+                message=f"{expected}: batch × samples exceeds the limit of {self.description['max_samples']} "
+                f"samples per request; send longer audio as several requests (see the chunk signature)"),
         ]
         with tf.control_dependencies(checks):
             waveform = tf.ensure_shape(waveform, [None, None, self.channels])  # static channels for the network
@@ -87,11 +91,14 @@ class _Serving(tf.Module):
         return {key: tf.constant(value) for key, value in self.description.items()}
 
 
-def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterations=None):
+def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterations=None, max_seconds=120.0):
     """Write `model` to `path/<version>/` for TF Serving; returns that folder.
 
-    The folder is written beside its target and renamed into place, so an existing export
-    is never half-replaced; an existing `path/<version>` is refused.
+    A request may hold at most `max_seconds` of audio (batch × samples, at the model's
+    rate); a longer one is refused inside the graph rather than exhausting the server's
+    memory (`bandconv` base holds about 30 MB per second of stereo audio). The folder is
+    written beside its target and renamed into place, so an existing export is never
+    half-replaced; an existing `path/<version>` is refused.
     """
     if wiener_iterations is not None:
         model = reconfigure(model, wiener_iterations=wiener_iterations)
@@ -101,7 +108,10 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     if target.exists():
         raise FileExistsError(f"{target}: already exists; export another --version or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    description = {**metadata(model), "chunk_samples": chunk_samples, "model_version": int(version)}
+    if not max_seconds * model.sample_rate >= chunk_samples:
+        raise ValueError(f"max_seconds ({max_seconds}) must allow at least one chunk ({chunk_seconds} s)")
+    description = {**metadata(model), "chunk_samples": chunk_samples, "model_version": int(version),
+                   "max_samples": int(max_seconds * model.sample_rate)}
     module = _Serving(model, chunk_samples, description)
     temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
     try:
