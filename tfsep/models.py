@@ -9,6 +9,7 @@
 
 import inspect
 import re
+import zipfile
 from pathlib import Path
 
 from tfsep import networks
@@ -186,13 +187,28 @@ def reconfigure(model, **changes):
 def load_model(path):
     """Load a `.keras` file saved from a `SeparationModel`, with Keras's `safe_mode=True`.
 
-    Raises FileNotFoundError if there is no such file and ValueError if the file holds
-    something other than a tfsep model.
+    Only `.keras` zip files are read (Keras's safe mode guards that format, not legacy
+    HDF5), and nothing in them runs as code: a Lambda layer or a class that is neither
+    Keras's nor tfsep's is refused. Raises FileNotFoundError if there is no such file and
+    ValueError, in one line naming the file, for anything else that is not a tfsep model.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    model = keras.saving.load_model(path, safe_mode=True)
+    if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .keras model file (tfsep loads only Keras 3 .keras zip files)")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:
+        message = str(error)
+        if "Lambda" in message:
+            raise ValueError(f"{path}: refused: it holds a Lambda layer, i.e. Python code, which tfsep never "
+                             f"loads") from None
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", message)
+        if unknown:
+            raise ValueError(f"{path}: refused: it holds {unknown[1]!r}, which is neither a Keras nor a tfsep "
+                             f"class") from None
+        raise ValueError(f"{path}: not a loadable tfsep model ({message.splitlines()[0][:200]})") from None
     if not isinstance(model, SeparationModel):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a tfsep SeparationModel")
     return model
