@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tfsep import audio
 from tfsep.oracles import oracle_separate
@@ -79,6 +81,27 @@ def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny
     stream = export_tflite(tiny_model, tmp_path / "stream.tflite", block_seconds=0.1)
     with pytest.raises(ValueError, match="is the streaming form"):
         Separator.load(stream)
+
+
+@given(samples=st.integers(1, 3 * RATE), chunk=st.sampled_from([0.25, 0.6, 1.5]), overlap=st.sampled_from([0, 0.1, 0.2]),
+       seed=st.integers(0, 1000))
+@settings(max_examples=12, deadline=None)
+def test_chunked_separation_equals_the_whole_file_away_from_chunk_borders_for_any_length(
+        tiny_model, samples, chunk, overlap, seed):
+    chunked = Separator(tiny_model, chunk_seconds=chunk, overlap_seconds=overlap)
+    mixture = np.random.default_rng(seed).uniform(-0.5, 0.5, (samples, 2)).astype(np.float32)
+    whole, separated = tiny_model.predict(mixture[None], verbose=0), chunked.separate(mixture, RATE)
+    margin = 3 * 64 + 256  # the tiny bandconv's receptive field (3 frames of 64 samples) and one FFT length
+    interior = np.ones(samples, bool)
+    for start in range(0, samples, chunked.chunk - chunked.overlap):
+        for border in (start, min(start + chunked.chunk, samples)):
+            if 0 < border < samples:
+                interior[max(0, border - margin):border + margin] = False
+        if start + chunked.chunk >= samples:
+            break
+    for source in tiny_model.sources:
+        assert separated[source].shape == (samples, 2) and np.isfinite(separated[source]).all()
+        assert np.abs(separated[source] - whole[source][0])[interior].max(initial=0.0) <= 1e-4
 
 
 def test_channels_rates_and_the_residual(separator, rng):
