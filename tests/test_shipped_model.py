@@ -1,0 +1,55 @@
+"""The shipped default model: found from any folder, separates the example, and its exports agree with it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "saved_models" / "band"
+EXAMPLE = ROOT / "examples" / "chorale.flac"
+SOURCES = ["vocals", "drums", "bass", "other"]
+
+
+@pytest.fixture(scope="module")
+def separator():
+    from tfsep.separate import Separator
+
+    return Separator.load()
+
+
+@pytest.mark.smoke
+def test_separate_uses_the_shipped_model_from_any_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", str(EXAMPLE), "-o", "stems", "-q"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    mixture, rate = soundfile.read(EXAMPLE, dtype="float32")
+    for source in SOURCES:
+        stem, stem_rate = soundfile.read(tmp_path / "stems" / "chorale" / f"{source}.wav", dtype="float32")
+        assert stem_rate == rate and stem.shape == mixture.shape
+        assert 1e-3 < np.sqrt(np.mean(stem**2)) < np.sqrt(np.mean(mixture**2))  # a part of the mix, not silence
+
+
+def test_the_shipped_exports_describe_and_compute_the_same_model(separator):
+    import tensorflow as tf
+
+    description = json.loads((SHIPPED / "1" / "assets.extra" / "tfsep.json").read_text())
+    assert description["sources"] == list(separator.sources) == SOURCES and description["sample_rate"] == 44100
+    mixture = soundfile.read(EXAMPLE, dtype="float32", frames=44100)[0][None]
+    expected = separator.model.predict(mixture, verbose=0)
+    served = tf.saved_model.load(str(SHIPPED / "1")).signatures["serving_default"](waveform=tf.constant(mixture))
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    on_device = litert.Interpreter(model_path=str(SHIPPED / "band.tflite")).get_signature_runner()(waveform=mixture)
+    for source in SOURCES:
+        assert np.abs(served[source].numpy() - expected[source]).max() <= 1e-5
+        assert np.abs(on_device[source] - expected[source]).max() <= 1e-4
+
+
+def test_the_shipped_files_stay_small():
+    files = [p for p in SHIPPED.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
+    assert EXAMPLE.stat().st_size < 2**20
