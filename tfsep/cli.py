@@ -131,7 +131,8 @@ def build_parser():
     )
     separate.add_argument("inputs", nargs="+", metavar="INPUT", type=Path)
     separate.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
-    separate.add_argument("--model", type=Path, help="a .keras model or whole-clip .tflite file (default: the shipped model)")
+    separate.add_argument("--model", type=Path,
+                              help="a .keras model or whole-clip .tflite file (default: the shipped model)")
     separate.add_argument("--template", default="{track}/{source}.wav",
                           help="output path inside the folder, with {track} and {source}; .wav or .flac "
                           "(default {track}/{source}.wav)")
@@ -151,7 +152,8 @@ def build_parser():
     )
     evaluate.add_argument("--dataset", type=Path, required=True, help="data set root (MUSDB18-HQ-like tree)")
     evaluate.add_argument("--subset", default="test", choices=["train", "valid", "test"])
-    evaluate.add_argument("--model", type=Path, help="a .keras model or whole-clip .tflite file (default: the shipped model)")
+    evaluate.add_argument("--model", type=Path,
+                              help="a .keras model or whole-clip .tflite file (default: the shipped model)")
     evaluate.add_argument("--oracle", choices=["irm", "ibm", "wiener"], help="score an oracle instead of a model")
     evaluate.add_argument("--sources", nargs="+", default=["vocals", "drums", "bass", "other"],
                           help="stems to score with --oracle (a model brings its own)")

@@ -138,7 +138,7 @@ class Separator:
 
     @classmethod
     def load(cls, path=None, **options):
-        """A Separator for the `.keras` model or whole-clip `.tflite` file at `path`, or for the shipped default model."""
+        """A Separator for the `.keras` model or whole-clip `.tflite` file at `path` (no path: the shipped model)."""
         path = Path(path) if path is not None else DEFAULT_MODEL
         if path == DEFAULT_MODEL and not path.is_file():
             raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
