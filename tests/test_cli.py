@@ -1,17 +1,17 @@
 """The `tfsep` console script, run as a user runs it."""
 
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 
 def run_tfsep(*args):
-    command = [shutil.which("tfsep") or sys.executable, *args]
-    if not shutil.which("tfsep"):
-        command[1:1] = ["-m", "tfsep.cli"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    """The console script of the environment running the tests (not whichever `tfsep` PATH finds first)."""
+    script = Path(sys.executable).with_name("tfsep")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "tfsep.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.smoke
