@@ -114,4 +114,32 @@ def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, tiny_mode
     assert "Traceback" not in missing.stderr
     both = subprocess.run(command + ["--model", str(tiny_model_file), "--oracle", "irm"], capture_output=True, text=True,
                           timeout=120)
-    assert both.returncode == 1 and "not both" in both.stderr
+    assert both.returncode == 1 and "give one of --model, --oracle and --estimates" in both.stderr
+
+
+def test_estimates_folder_is_scored_as_it_is_and_checked(dataset, tmp_path):
+    from tfsep.data import DatasetError
+    from tfsep.evaluate import evaluate
+
+    rng = np.random.default_rng(5)
+    expected = {}
+    for track in ("track0", "track1", "track2"):
+        references = np.stack([soundfile.read(dataset / "test" / track / f"{s}.wav", dtype="float32")[0]
+                               for s in SOURCES])
+        estimates = (references + rng.normal(scale=0.02, size=references.shape)).astype(np.float32)
+        (tmp_path / "est" / track).mkdir(parents=True)
+        for k, source in enumerate(SOURCES):
+            soundfile.write(tmp_path / "est" / track / f"{source}.wav", estimates[k], RATE, subtype="FLOAT")
+        expected[track] = metrics.bsseval(references, estimates, RATE)
+    report = evaluate(dataset, "test", estimates=tmp_path / "est", jobs=1, progress=False)
+    assert report["separator"] == f"estimates {tmp_path / 'est'}"
+    for track, values in expected.items():
+        for k, source in enumerate(SOURCES):
+            assert report["tracks"][track][source]["SDR"] == pytest.approx(values["SDR"][k], abs=1e-6)
+
+    (tmp_path / "est" / "track1" / "bass.wav").unlink()
+    with pytest.raises(DatasetError, match=r"track1/bass.wav: no estimate for bass"):
+        evaluate(dataset, "test", estimates=tmp_path / "est", jobs=1, progress=False)
+    soundfile.write(tmp_path / "est" / "track1" / "bass.wav", np.zeros((RATE, 2)), RATE)
+    with pytest.raises(DatasetError, match=r"bass.wav: estimate has 8000 samples × 2 channels, the reference 32000"):
+        evaluate(dataset, "test", estimates=tmp_path / "est", jobs=1, progress=False)

@@ -72,11 +72,11 @@ def run_separate(args):
 def run_evaluate(args):
     from tfsep.evaluate import evaluate, markdown_table
 
-    if args.model is not None and args.oracle is not None:
-        raise ValueError("give --model or --oracle, not both")
-    model = None if args.oracle else (args.model or "default")
-    report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, report=args.report,
-                      sources=args.sources, wiener=args.wiener, jobs=args.jobs, max_tracks=args.max_tracks,
+    if sum(x is not None for x in (args.model, args.oracle, args.estimates)) > 1:
+        raise ValueError("give one of --model, --oracle and --estimates")
+    model = None if args.oracle or args.estimates else (args.model or "default")
+    report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
+                      report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs, max_tracks=args.max_tracks,
                       progress=not args.quiet)
     print(markdown_table(report), end="")
     print(f"report written to {args.report}")
@@ -155,6 +155,8 @@ def build_parser():
     evaluate.add_argument("--model", type=Path,
                               help="a .keras model or whole-clip .tflite file (default: the shipped model)")
     evaluate.add_argument("--oracle", choices=["irm", "ibm", "wiener"], help="score an oracle instead of a model")
+    evaluate.add_argument("--estimates", type=Path, metavar="DIR",
+                          help="score another system's estimates, DIR/<track>/<source>.wav, instead of a model")
     evaluate.add_argument("--sources", nargs="+", default=["vocals", "drums", "bass", "other"],
                           help="stems to score with --oracle (a model brings its own)")
     evaluate.add_argument("--report", type=Path, required=True, help="folder for the report")

@@ -35,27 +35,54 @@ def _read_track(track, sources, sample_rate=None):
     return mixture, references, rate
 
 
-def _estimate(separator, oracle, mixture, references, rate, n_fft, hop):
+def _estimate(separator, oracle, estimates, track, mixture, references, rate, n_fft, hop):
+    """Estimates (sources, samples, channels) of `track` by the separator, the oracle or the estimates folder.
+
+    With an estimates folder, `track` is a `data.Track`; its sources are its files' other than the mixture.
+    """
     if separator is not None:
         stems = separator.separate(mixture, rate)
         return np.stack([stems[source] for source in separator.sources])
-    return oracle_separate(oracle, mixture, references, n_fft, hop)
+    if oracle is not None:
+        return oracle_separate(oracle, mixture, references, n_fft, hop)
+    sources = [name for name in track.files if name != "mixture"]
+    return _read_estimates(Path(estimates) / track.name, sources, references, rate)
 
 
-def evaluate(dataset, subset="test", model=None, oracle=None, report=None, sources=SOURCES, wiener=None,
-             jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True):
+def _read_estimates(folder, sources, references, rate):
+    """folder/<source>.wav (or .flac) for each source, at `rate`, checked against its reference's shape."""
+    stems = []
+    for source, reference in zip(sources, references):
+        path = next((folder / f"{source}{ext}" for ext in (".wav", ".flac") if (folder / f"{source}{ext}").is_file()),
+                    folder / f"{source}.wav")
+        if not path.is_file():
+            raise data.DatasetError(f"{path}: no estimate for {source}")
+        stem, _ = audio.read(path, rate)
+        if stem.shape != reference.shape:
+            raise data.DatasetError(f"{path}: estimate has {stem.shape[0]} samples × {stem.shape[1]} channels, "
+                                    f"the reference {reference.shape[0]} × {reference.shape[1]}")
+        stems.append(stem)
+    return np.stack(stems)
+
+
+def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, report=None, sources=SOURCES,
+             wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True):
     """Separate every track of `subset` and score it; returns the metrics dict written to `report`/metrics.json.
 
-    Give either `model` (a `.keras` path, a SeparationModel, or "default" for the shipped
-    model) or `oracle` (irm, ibm or wiener; computed at each track's own rate with
-    `n_fft`/`hop`). Model estimates are computed at the model's rate and written back at
-    the track's rate, as `tfsep separate` does.
+    Give one of `model` (a `.keras` path, a SeparationModel, or "default" for the shipped
+    model), `oracle` (irm, ibm or wiener; computed at each track's own rate with
+    `n_fft`/`hop`) or `estimates`, a folder of another system's estimates laid out as
+    ESTIMATES/<track>/<source>.wav (museval's layout), scored as they are. Model estimates
+    are computed at the model's rate and written back at the track's rate, as
+    `tfsep separate` does.
     """
     for module in ("museval", "matplotlib"):
         if importlib.util.find_spec(module) is None:
             raise ImportError(f"evaluation needs {module}: pip install 'tfsep[evaluate]'")
-    if (model is None) == (oracle is None):
-        raise ValueError("give either a model or an oracle")
+    if sum(x is not None for x in (model, oracle, estimates)) != 1:
+        raise ValueError("give one of a model, an oracle or an estimates folder")
+    if estimates is not None and not Path(estimates).is_dir():
+        raise data.DatasetError(f"{estimates}: no such estimates folder")
     if oracle is not None and oracle not in ORACLES:
         raise ValueError(f"unknown oracle {oracle!r}; choose one of {list(ORACLES)}")
     separator = None
@@ -71,12 +98,12 @@ def evaluate(dataset, subset="test", model=None, oracle=None, report=None, sourc
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) if jobs > 1 else _InProcess() as pool:
         for track in tqdm(tracks, desc="separating", unit="track", disable=not progress):
             mixture, references, rate = _read_track(track, sources)
-            estimates = _estimate(separator, oracle, mixture, references, rate, n_fft, hop)
-            global_sdr = metrics.sdr(references, estimates).numpy()
-            si_sdr = metrics.si_sdr(references, estimates).numpy()
+            stems = _estimate(separator, oracle, estimates, track, mixture, references, rate, n_fft, hop)
+            global_sdr = metrics.sdr(references, stems).numpy()
+            si_sdr = metrics.si_sdr(references, stems).numpy()
             results[track.name] = {source: {"global_SDR": float(global_sdr[k]), "SI_SDR": float(si_sdr[k])}
                                    for k, source in enumerate(sources)}
-            futures[track.name] = pool.submit(metrics.bsseval, references, estimates, rate)
+            futures[track.name] = pool.submit(metrics.bsseval, references, stems, rate)
         for name, future in tqdm(futures.items(), desc="BSSEval v4", unit="track", disable=not progress):
             for metric, values in future.result().items():
                 for k, source in enumerate(sources):
@@ -85,11 +112,12 @@ def evaluate(dataset, subset="test", model=None, oracle=None, report=None, sourc
 
     report_data = {
         "dataset": str(dataset), "subset": subset,
-        "separator": f"oracle {oracle}" if oracle else str(getattr(model, "name", model)),
+        "separator": f"oracle {oracle}" if oracle else f"estimates {estimates}" if estimates is not None
+        else str(getattr(model, "name", model)),
         "sources": list(sources), "tracks": results, "summary": summarize(results, sources),
     }
     if report is not None:
-        write_report(report, report_data, tracks, separator, oracle, n_fft, hop)
+        write_report(report, report_data, tracks, separator, oracle, estimates, n_fft, hop)
     return report_data
 
 
@@ -135,7 +163,7 @@ def markdown_table(report_data):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report_dir, report_data, tracks, separator, oracle, n_fft, hop):
+def write_report(report_dir, report_data, tracks, separator, oracle, estimates, n_fft, hop):
     """metrics.json, report.md, sdr_boxplot.png and spectrograms of the best and worst track into `report_dir`."""
     import matplotlib
 
@@ -158,11 +186,14 @@ def write_report(report_dir, report_data, tracks, separator, oracle, n_fft, hop)
     ranked = sorted((name for name in mean_sdr if np.isfinite(mean_sdr[name])), key=mean_sdr.get)
     for label, name in (("worst", ranked[0]), ("best", ranked[-1])) if ranked else ():
         mixture, references, rate = _read_track(by_name[name], sources)
+        if estimates is not None:
+            stems = _read_estimates(Path(estimates) / name, sources, references, rate)
         keep = int(PLOT_SECONDS * rate)
         mixture, references = mixture[:keep], references[:, :keep]
-        estimates = _estimate(separator, oracle, mixture, references, rate, n_fft, hop)
+        if estimates is None:
+            stems = _estimate(separator, oracle, None, None, mixture, references, rate, n_fft, hop)
         figure = _spectrograms(f"{label} track: {name} (mean SDR {mean_sdr[name]:.2f} dB)", mixture, references,
-                               estimates, sources, rate)
+                               stems[:, :keep], sources, rate)
         audio.replace_atomically(report_dir / f"spectrograms_{label}.png",
                             lambda path: figure.savefig(path, format="png", dpi=80))
         plt.close(figure)

@@ -12,21 +12,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENUNMIX_ENV = ROOT / ".venv-openunmix"
-OPENUNMIX_PACKAGES = ["torch==2.13.0+cpu", "numpy>=1.26,<2.5", "tqdm"]
+OPENUNMIX_PACKAGES = ["torch==2.13.0+cpu", "numpy>=1.26,<2.5", "tqdm", "soundfile>=0.12"]
 OPENUNMIX_VERSION = "openunmix==1.3.0"  # installed without its torchaudio dependency
 
 
 def openunmix_python():
     """Path of the Python interpreter that has torch and openunmix, creating its venv if needed."""
     python = OPENUNMIX_ENV / "bin" / "python"
-    if python.is_file() and _imports(python, "torch, openunmix.model"):
+    if python.is_file() and _imports(python, "torch, soundfile, openunmix.model"):
         return python
     print(f"creating {OPENUNMIX_ENV} with {' '.join(OPENUNMIX_PACKAGES)} {OPENUNMIX_VERSION}", file=sys.stderr)
     venv.create(OPENUNMIX_ENV, with_pip=True, clear=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(pip + OPENUNMIX_PACKAGES, check=True)
     subprocess.run(pip + ["--no-deps", OPENUNMIX_VERSION], check=True)
-    if not _imports(python, "torch, openunmix.model"):
+    if not _imports(python, "torch, soundfile, openunmix.model"):
         raise RuntimeError(f"{OPENUNMIX_ENV}: torch or openunmix does not import after installing")
     return python
 
