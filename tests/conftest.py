@@ -31,3 +31,30 @@ def tiny_model_file(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     tiny_model.save(path)
     return path
+
+
+def tiny_config(root, output, **sections):
+    """A config that trains the tiny bandconv at 8 kHz on 1 s chunks, in seconds."""
+    config = {
+        "data": {"root": str(root), "sample_rate": 8000, "chunk_seconds": 1.0, "batch_size": 8,
+                 "steps_per_epoch": 6, "validation_batches": 2},
+        "model": {"architecture": "bandconv", "size": "tiny", "n_fft": 256, "hop": 64},
+        "optimizer": {"learning_rate": 0.003},
+        "schedule": {"epochs": 4, "normalization_batches": 1},
+        "run": {"output": str(output), "verbose": 0, "tensorboard_every": 2},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    """A rendered band set of three tracks at 44.1 kHz, for the training tests."""
+    render = pytest.importorskip("tfsep.render")
+    root = tmp_path_factory.mktemp("data") / "band"
+    try:
+        render.render_dataset(root, "band", tracks=3, seed=11, progress=False)
+    except render.RenderError as error:
+        pytest.skip(str(error))
+    return root

@@ -1,45 +1,18 @@
-"""Training on a tiny rendered set: learning, resuming after SIGKILL, config checks, precision, distribution."""
+"""Training on a tiny rendered set: learning, config checks, precision, distribution (faults: test_training_faults.py)."""
 
 import csv
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 
 from tfsep import train as training
-
-
-def tiny_config(root, output, **sections):
-    """A config that trains the tiny bandconv at 8 kHz on 1 s chunks, in seconds."""
-    config = {
-        "data": {"root": str(root), "sample_rate": 8000, "chunk_seconds": 1.0, "batch_size": 8,
-                 "steps_per_epoch": 6, "validation_batches": 2},
-        "model": {"architecture": "bandconv", "size": "tiny", "n_fft": 256, "hop": 64},
-        "optimizer": {"learning_rate": 0.003},
-        "schedule": {"epochs": 4, "normalization_batches": 1},
-        "run": {"output": str(output), "verbose": 0, "tensorboard_every": 2},
-    }
-    for section, values in sections.items():
-        config.setdefault(section, {}).update(values)
-    return config
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    render = pytest.importorskip("tfsep.render")
-    root = tmp_path_factory.mktemp("data") / "band"
-    try:
-        render.render_dataset(root, "band", tracks=3, seed=11, progress=False)
-    except render.RenderError as error:
-        pytest.skip(str(error))
-    return root
+from conftest import tiny_config
 
 
 def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(rendered, tmp_path):
@@ -71,33 +44,6 @@ def test_waveform_losses_alone_train_too(rendered, tmp_path):
     history = training.train(config)
     assert "vocals_magnitude_loss" not in history.history
     assert np.isfinite(history.history["loss"]).all()
-
-
-def test_a_run_killed_with_sigkill_resumes_from_its_last_epoch(rendered, tmp_path):
-    config_path = tmp_path / "config.yaml"
-    config = tiny_config(rendered, tmp_path / "run", schedule={"epochs": 8, "normalization_batches": 1})
-    config_path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
-    history_file = tmp_path / "run" / "history.csv"
-
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and (not history_file.is_file() or len(history_file.read_text().splitlines()) < 3):
-        time.sleep(0.2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert first.returncode == -signal.SIGKILL
-    metadata = json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())
-    resume_epoch = metadata["epoch"] + 1
-    assert 2 <= resume_epoch < 8
-
-    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    epochs = [int(row["epoch"]) for row in csv.DictReader(open(history_file))]
-    assert epochs[-(8 - resume_epoch):] == list(range(resume_epoch, 8))  # the second run starts where the backup ends
-    assert f"epoch {resume_epoch + 1}/8" in second.stdout and "epoch 1/8" not in second.stdout
-    assert (tmp_path / "run" / "model.keras").is_file()
-    assert not (tmp_path / "run" / "backup").exists()  # removed once the run finished
 
 
 @pytest.mark.smoke

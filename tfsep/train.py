@@ -6,12 +6,18 @@ runs. It writes into `run.output`:
 - `model.keras`: the SeparationModel with the weights of the best validation SDR;
 - `best.weights.h5` (ModelCheckpoint on the mean validation SDR), `history.csv` (CSVLogger);
 - `backup/`: BackupAndRestore's state, so that the same command resumes a killed run;
+  kept after a NaN loss, which stops the run with `TrainingError`;
 - `tensorboard/`: scalars, spectrograms and audio of validation examples;
 - `config.yaml`: the config as run.
+
+Checkpoints are written beside their target and renamed into place, so a run killed at
+any moment keeps whole files, and unreadable ones stop a resumed run before it trains.
 """
 
+import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 import types
@@ -28,6 +34,10 @@ from tfsep.layers import STFT, Magnitude, SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
 from tfsep.metrics import GlobalSDR
 from tfsep.models import SOURCES, build_model
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or go on: an unreadable checkpoint, or a loss that became NaN."""
 
 
 class ConfigError(ValueError):
@@ -269,7 +279,7 @@ def best_model(output):
         raise FileNotFoundError(f"{checkpoint}: no best checkpoint yet (the run has not finished an epoch)")
     config = load_config(output / "config.yaml")
     model = build_separation_model(config)
-    training_model(model, config.loss.magnitude > 0).load_weights(checkpoint)
+    _load_checkpoint(training_model(model, config.loss.magnitude > 0), checkpoint)
     return model
 
 
@@ -379,14 +389,104 @@ class ValidationExamples(keras.callbacks.Callback):
                 tf.summary.audio(f"audio/{name}", tf.clip_by_value(waveform, -1.0, 1.0), self.sample_rate)
 
 
-def _callbacks(config, output, chief, sources, example):
+def _save_weights_atomically(model, path):
+    """model.save_weights(path) through a temporary file beside it, renamed into place."""
+    path = Path(path)
+    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        model.save_weights(str(partial), overwrite=True)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _reason(error):
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite; `where` is then (epoch, batch), from 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.where, self._epoch = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.where = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that writes whole files only, refuses unreadable ones, and keeps the backup after a NaN.
+
+    The weights and the epoch count are each written to a temporary file and renamed into
+    place, so a kill at any moment leaves the previous backup or the new one. After a NaN
+    loss (`nan_guard.where` set) the last good epoch's backup is neither overwritten nor deleted.
+    """
+
+    def __init__(self, backup_dir, nan_guard):
+        super().__init__(backup_dir)
+        self.nan_guard = nan_guard
+
+    def on_train_begin(self, logs=None):
+        try:
+            self._load_model()
+        except Exception as error:
+            raise TrainingError(f"{self.backup_dir}: the backup of this run is unreadable ({_reason(error)}); "
+                                "delete that folder to start the run again from its first epoch") from None
+
+    def _save_model(self):
+        if self.nan_guard.where:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        _save_weights_atomically(self.model, self._weights_path)
+        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        partial = Path(self.backup_dir) / f".partial-{os.getpid()}.json"
+        partial.write_text(metadata)
+        os.replace(partial, self._training_metadata_path)
+
+    def on_train_end(self, logs=None):
+        if not self.nan_guard.where:
+            super().on_train_end(logs)
+
+
+class SafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint of the best weights only, written through a temporary file renamed into place."""
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):  # compares with, and updates, self.best
+            _save_weights_atomically(self.model, filepath)
+
+
+def best_validation_sdr(history_csv):
+    """The highest finite val_sdr in a run's history.csv, or None."""
+    try:
+        with open(history_csv, newline="") as file:
+            values = [float(row["val_sdr"]) for row in csv.DictReader(file) if row.get("val_sdr")]
+    except (OSError, ValueError, KeyError):
+        return None
+    values = [value for value in values if np.isfinite(value)]
+    return max(values) if values else None
+
+
+def _callbacks(config, output, chief, sources, example, nan_guard):
     run, schedule = config.run, config.schedule
+    resuming = (output / "backup").exists()
     callbacks = [
         MeanSDR(sources),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(output / "backup")),
-        keras.callbacks.ModelCheckpoint(str(output / "best.weights.h5"), monitor="val_sdr", mode="max",
-                                        save_best_only=True, save_weights_only=True),
+        nan_guard,
+        SafeBackupAndRestore(str(output / "backup"), nan_guard),
+        # A resumed run keeps the best checkpoint of its earlier epochs unless it beats it.
+        SafeModelCheckpoint(str(output / "best.weights.h5"), monitor="val_sdr", mode="max", save_best_only=True,
+                            save_weights_only=True,
+                            initial_value_threshold=best_validation_sdr(output / "history.csv") if resuming else None),
         keras.callbacks.EarlyStopping(monitor="val_sdr", mode="max", patience=schedule.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_sdr", mode="max", patience=schedule.lr_patience,
                                           factor=schedule.lr_factor),
@@ -421,7 +521,9 @@ def train(config=None, overrides=()):
     if not chief:
         output = output / f"worker-{strategy.cluster_resolver.task_id}"
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    partial = output / f".partial-{os.getpid()}-config.yaml"
+    partial.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    os.replace(partial, output / "config.yaml")
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
     try:
@@ -459,23 +561,54 @@ def _fit(config, strategy, chief, output):
     example = next(iter(validation))
 
     magnitudes = config.loss.magnitude > 0
+    best = output / "best.weights.h5"
     with strategy.scope():
         if not (output / "backup").exists():
             set_input_normalization(model, training.take(config.schedule.normalization_batches))
         trainer = training_model(model, magnitudes)
         compile_model(trainer, config)
+        if (output / "backup").exists() and best.is_file():
+            _load_checkpoint(trainer, best)  # an unreadable one stops the run now, not after training
 
+    _drop_partial_line(output / "history.csv")
+    nan_guard = StopOnNaN()
     history = trainer.fit(
         training.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
         validation_data=validation.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
         epochs=config.schedule.epochs,
         steps_per_epoch=config.data.steps_per_epoch,
-        callbacks=_callbacks(config, output, chief, sources, example),
+        callbacks=_callbacks(config, output, chief, sources, example, nan_guard),
         verbose=config.run.verbose if chief else 0,
         shuffle=False,  # the stream is already random
     )
-    if (output / "best.weights.h5").is_file():
-        trainer.load_weights(output / "best.weights.h5")
-    if chief:
+    if best.is_file():
+        _load_checkpoint(trainer, best)
+    if chief and (best.is_file() or not nan_guard.where):
         model.save(output / "model.keras")
+    if nan_guard.where:
+        epoch, batch = nan_guard.where
+        kept = (f"{output / 'model.keras'} holds the best weights before it" if best.is_file()
+                else "no epoch finished before it, so no model was saved")
+        raise TrainingError(f"the training loss became NaN at epoch {epoch}, batch {batch}, and the run stopped; "
+                            f"{kept}; {output / 'backup'} holds the last good epoch, from which the same command "
+                            "resumes (lower optimizer.learning_rate or raise optimizer.clipnorm first)")
     return history
+
+
+def _drop_partial_line(path):
+    """Cut a text file back to its last complete line (what a kill in the middle of CSVLogger's append leaves)."""
+    if not path.is_file():
+        return
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):
+        path.write_bytes(text[: text.rfind(b"\n") + 1])
+
+
+def _load_checkpoint(trainer, path):
+    try:
+        if trainer.optimizer is not None and not trainer.optimizer.built:
+            trainer.optimizer.build(trainer.trainable_variables)  # so that its saved state loads too
+        trainer.load_weights(path)
+    except Exception as error:
+        raise TrainingError(f"{path}: unreadable checkpoint ({_reason(error)}); delete it, and the run "
+                            "writes a new one at its next best epoch") from None

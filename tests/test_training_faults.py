@@ -1,0 +1,185 @@
+"""Training faults: broken data sets, a NaN loss, SIGKILL at random moments, corrupt checkpoints.
+
+Every case ends either in a finished run whose model loads, or in one line on stderr that
+names the problem, with the run folder's good files left as they were.
+"""
+
+import csv
+import hashlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+import tfsep
+from conftest import tiny_config
+from tfsep import train as training
+
+
+def run_cli(config, config_path, timeout=300):
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run([sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)],
+                           capture_output=True, text=True, timeout=timeout)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def epochs_logged(run):
+    return [int(row["epoch"]) for row in csv.DictReader(open(run / "history.csv"))]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing stem", r"track '[^']+': missing bass.wav"),
+    ("short stem", r"track '[^']+': .*drums.wav has samples \d+, but the mixture has \d+"),
+    ("other rate", r"track '[^']+': .*vocals.wav has sample_rate 22050"),
+    ("empty split", r"valid: no tracks for subset 'valid'"),
+])
+def test_broken_data_sets_stop_before_training_naming_the_track(damage, message, rendered, tmp_path):
+    root = tmp_path / "band"
+    shutil.copytree(rendered, root)
+    track = next((root / "train").iterdir())
+    if damage == "missing stem":
+        (track / "bass.wav").unlink()
+    elif damage == "short stem":
+        audio, rate = soundfile.read(track / "drums.wav")
+        soundfile.write(track / "drums.wav", audio[:-100], rate)
+    elif damage == "other rate":
+        audio, _ = soundfile.read(track / "vocals.wav")
+        soundfile.write(track / "vocals.wav", audio, 22050)
+    else:
+        for folder in (root / "valid").iterdir():
+            shutil.rmtree(folder)
+    result = run_cli(tiny_config(root, tmp_path / "run"), tmp_path / "config.yaml")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfsep: error:"), result.stderr[-2000:]
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "run" / "history.csv").exists() and not (tmp_path / "run" / "backup").exists()
+
+
+class PoisonWeights(tfsep._keras.keras.callbacks.Callback):
+    """Sets one weight to NaN at the start of epoch `epoch` (from 0), as a diverging run would; records the
+    best checkpoint's digest just before."""
+
+    def __init__(self, epoch, checkpoint):
+        super().__init__()
+        self.epoch, self.checkpoint, self.digest_before = epoch, checkpoint, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.digest_before = digest(self.checkpoint)
+            weight = self.model.trainable_weights[0]
+            weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(rendered, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 5})
+    poison = PoisonWeights(2, run / "best.weights.h5")
+    callbacks = training._callbacks
+    monkeypatch.setattr(training, "_callbacks", lambda *args: callbacks(*args) + [poison])
+    with pytest.raises(training.TrainingError, match=r"the training loss became NaN at epoch 3, batch 1, and the "
+                       r"run stopped; .*model.keras holds the best weights before it"):
+        training.train(config)
+    assert digest(run / "best.weights.h5") == poison.digest_before  # the NaN epoch saved nothing over it
+    model = tfsep.load_model(run / "model.keras")
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 2  # last good epoch
+
+    monkeypatch.setattr(training, "_callbacks", callbacks)  # the same config resumes from the last good epoch
+    history = training.train(config)
+    assert history.epoch == [2, 3, 4] and np.isfinite(history.history["loss"]).all()
+    assert not (run / "backup").exists()
+
+
+def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(rendered, tmp_path):
+    rng = np.random.default_rng(20261124)
+    config = tiny_config(rendered, tmp_path / "run", schedule={"epochs": 6})
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    kills = 0
+    for delay in rng.uniform(2.0, 16.0, size=4):  # start-up, data loading, epochs and checkpoint writes
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        assert process.returncode == 0, process.stderr.read().decode()[-2000:]  # finished before its kill
+        break
+    assert kills >= 2
+    final = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert epochs_logged(tmp_path / "run")[-1] == 5
+    model = tfsep.load_model(tmp_path / "run" / "model.keras")
+    assert model.sources == ("vocals", "drums", "bass", "other")
+    assert not list((tmp_path / "run").rglob(".partial-*"))
+
+
+def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):
+    run = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 8})))
+    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not (run / "history.csv").is_file() or len(epochs_logged(run)) < 2):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    resume_epoch = json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] + 1
+    assert 2 <= resume_epoch < 8
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert epochs_logged(run)[-(8 - resume_epoch):] == list(range(resume_epoch, 8))
+    assert f"epoch {resume_epoch + 1}/8" in second.stdout and "epoch 1/8" not in second.stdout
+    assert (run / "model.keras").is_file() and not (run / "backup").exists()
+
+
+def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_removed(rendered, tmp_path,
+                                                                                     monkeypatch):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 2})
+    monkeypatch.setattr(training.SafeBackupAndRestore, "on_train_end", lambda self, logs=None: None)
+    training.train(config)  # leaves the folder as a run killed after 2 of 4 epochs would
+    monkeypatch.undo()
+    config["schedule"]["epochs"] = 4
+    shutil.copytree(run, tmp_path / "good")
+    cases = {
+        "backup/latest.weights.h5": r"backup: the backup of this run is unreadable \(.+\); delete that folder",
+        "backup/training_metadata.json": r"backup: the backup of this run is unreadable \(.+\); delete that folder",
+        "best.weights.h5": r"best.weights.h5: unreadable checkpoint \(.+\); delete it",
+    }
+    for damaged, message in cases.items():
+        path = run / damaged
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a bad copy
+        result = run_cli(config, tmp_path / "config.yaml")
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.search(message, lines[0]), result.stderr[-2000:]
+        assert (run / "history.csv").read_text() == (tmp_path / "good" / "history.csv").read_text()  # not trained
+        shutil.copy(tmp_path / "good" / damaged, path)
+
+    (run / "best.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(training.TrainingError, match="best.weights.h5: unreadable checkpoint"):
+        training.best_model(run)
+    (run / "best.weights.h5").unlink()  # as the message says: the run goes on and writes a new one
+    again = run_cli(config, tmp_path / "config.yaml")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert epochs_logged(run) == [0, 1, 2, 3]
+    tfsep.load_model(run / "model.keras")
+    assert (run / "best.weights.h5").is_file()
