@@ -58,3 +58,20 @@ def rendered(tmp_path_factory):
     except render.RenderError as error:
         pytest.skip(str(error))
     return root
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model, tmp_path_factory):
+    """`tiny_model` as a TF Serving SavedModel (version 3, 0.5 s chunks, at most 1 s per request)."""
+    from tfsep.export import export_savedmodel
+
+    return export_savedmodel(tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5,
+                             max_seconds=1.0)
+
+
+@pytest.fixture(scope="session")
+def signatures(exported):
+    """The signatures of `exported`, loaded with plain TensorFlow."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(exported)).signatures

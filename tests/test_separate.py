@@ -1,15 +1,9 @@
-"""Separator: chunked separation of arrays and files, oracles, outputs and the `tfsep separate` command."""
+"""Separator: chunked separation of arrays and files, oracles and outputs (bad input: test_bad_audio.py)."""
 
-import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tfsep import audio
 from tfsep.oracles import oracle_separate
@@ -83,27 +77,6 @@ def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny
         Separator.load(stream)
 
 
-@given(samples=st.integers(1, 3 * RATE), chunk=st.sampled_from([0.25, 0.6, 1.5]), overlap=st.sampled_from([0, 0.1, 0.2]),
-       seed=st.integers(0, 1000))
-@settings(max_examples=12, deadline=None)
-def test_chunked_separation_equals_the_whole_file_away_from_chunk_borders_for_any_length(
-        tiny_model, samples, chunk, overlap, seed):
-    chunked = Separator(tiny_model, chunk_seconds=chunk, overlap_seconds=overlap)
-    mixture = np.random.default_rng(seed).uniform(-0.5, 0.5, (samples, 2)).astype(np.float32)
-    whole, separated = tiny_model.predict(mixture[None], verbose=0), chunked.separate(mixture, RATE)
-    margin = 3 * 64 + 256  # the tiny bandconv's receptive field (3 frames of 64 samples) and one FFT length
-    interior = np.ones(samples, bool)
-    for start in range(0, samples, chunked.chunk - chunked.overlap):
-        for border in (start, min(start + chunked.chunk, samples)):
-            if 0 < border < samples:
-                interior[max(0, border - margin):border + margin] = False
-        if start + chunked.chunk >= samples:
-            break
-    for source in tiny_model.sources:
-        assert separated[source].shape == (samples, 2) and np.isfinite(separated[source]).all()
-        assert np.abs(separated[source] - whole[source][0])[interior].max(initial=0.0) <= 1e-4
-
-
 def test_channels_rates_and_the_residual(separator, rng):
     stereo = rng.uniform(-0.5, 0.5, (RATE * 3, 2)).astype(np.float32)
     reference = separator.separate(stereo, RATE, residual=True)
@@ -158,67 +131,3 @@ def test_separate_file_writes_stems_at_the_input_rate_and_never_half_writes(sepa
         separator.separate_file(song, tmp_path / "out", "../{source}.wav")
     with pytest.raises(SeparationError, match="may hold only"):
         separator.separate_file(song, tmp_path / "out", "{artist}/{source}.wav")
-
-
-def test_bad_inputs_get_errors_naming_the_file(separator, tmp_path, rng):
-    (tmp_path / "empty.wav").write_bytes(b"")
-    (tmp_path / "noise.wav").write_bytes(rng.bytes(5000))
-    write_wav(tmp_path / "silent.wav", np.zeros((0, 2)))
-    full = write_wav(tmp_path / "full.flac", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
-    (tmp_path / "truncated.flac").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    wav = write_wav(tmp_path / "full.wav", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
-    (tmp_path / "truncated.wav").write_bytes(wav.read_bytes()[: wav.stat().st_size // 2])
-    cases = {
-        "missing.wav": "no such file",
-        "": "is a folder",
-        "empty.wav": "not a readable audio file",
-        "noise.wav": "not a readable audio file",
-        "silent.wav": "holds no samples",
-        "truncated.flac": "truncated.flac: cannot decode",
-        "truncated.wav": "truncated.wav: truncated",
-    }
-    for name, message in cases.items():
-        with pytest.raises((audio.AudioError, SeparationError), match=message):
-            separator.separate_file(tmp_path / name, tmp_path / "out")
-    assert not list((tmp_path / "out").rglob("*.wav")) if (tmp_path / "out").exists() else True
-    assert not list(tmp_path.rglob("*.part"))
-
-
-def run_tfsep(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
-
-
-def test_cli_separates_a_batch_and_lists_the_failures(tiny_model_file, tmp_path, rng):
-    good = [write_wav(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE * 2, 2))) for name in ("a", "b")]
-    (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
-    result = run_tfsep("separate", good[0], tmp_path / "broken.wav", good[1], "--model", tiny_model_file,
-                       "-o", tmp_path / "out", "--residual", "--quiet")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert "1 of 3 files failed" in result.stderr and "broken.wav: not a readable audio file" in result.stderr
-    for name in ("a", "b"):
-        assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == [
-            "bass.wav", "drums.wav", "other.wav", "residual.wav", "vocals.wav"]
-
-    again = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "out", "--quiet")
-    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
-
-    (tmp_path / "a-file").write_text("not a folder")
-    denied = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "a-file" / "out", "--quiet")
-    assert denied.returncode == 1 and "cannot write" in denied.stderr and "Traceback" not in denied.stderr
-
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(tiny_model_file, tmp_path, rng):
-    wav = write_wav(tmp_path / "song.wav", rng.uniform(-0.3, 0.3, (RATE * 2, 2)))
-    subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-ar", "22050", tmp_path / "song.mp3"], check=True)
-    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out", "--quiet")
-    assert result.returncode == 0, result.stderr
-    info = soundfile.info(tmp_path / "out" / "song" / "vocals.wav")
-    assert info.samplerate == 22050 and abs(info.frames - 44100) < 3000  # mp3 adds encoder padding
-
-    no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
-    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out2", "-q",
-                       env=no_ffmpeg)
-    assert result.returncode == 1 and "needs ffmpeg; install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)" in result.stderr

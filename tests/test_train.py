@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from tfsep import train as training
 from conftest import tiny_config

@@ -236,7 +236,10 @@ class BlockWriter:
         try:
             self.file.write(block)
         except Exception as error:
-            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+            reason = _reason(error)
+            if reason == "System error.":  # libsndfile's word for a failed write(2): ENOSPC, EFBIG, EIO
+                reason = "the system refused the write: disk full or file size limit?"
+            raise AudioError(f"{self.path}: cannot write ({reason})") from None
 
     def commit(self):
         try:

@@ -56,6 +56,8 @@ def run_separate(args):
             written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
                                               args.overwrite, progress=progress)
         except (AudioError, SeparationError, OSError, ValueError) as error:
+            if args.debug:
+                raise
             failures.append(f"{path}: {error}" if str(path) not in str(error) else str(error))
             print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
             continue
@@ -200,7 +202,23 @@ def build_parser():
     return parser
 
 
+def _dashed_file(argv):
+    """The first argument before any `--` that names an existing file but starts with a dash, or None."""
+    for token in argv:
+        if token == "--":
+            return None
+        if token.startswith("-") and not token.startswith("--") and "." in token and Path(token).is_file():
+            return token
+    return None
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    dashed = _dashed_file(argv)
+    if dashed:
+        print(f"tfsep: error: {dashed}: a file name that starts with a dash reads as an option; "
+              f"write -- {dashed} or ./{dashed}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

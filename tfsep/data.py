@@ -196,21 +196,24 @@ def load_tracks(tracks, sources, sample_rate, cache_dir=None, workers=4, progres
 
     With `cache_dir`, each file is decoded once into a `.npy` file there (keyed by path,
     size, modification time and rate) and memory-mapped, so sets larger than RAM work.
-    Raises DatasetError unless all tracks have the same number of channels.
+    Raises DatasetError unless all tracks have the same number of channels, or for a file
+    holding NaN or infinite samples (checked when decoded, before it is cached).
     """
     library = []
     for track in tqdm(tracks, desc="loading tracks", unit="track", disable=not progress):
         if isinstance(track, MusdbTrack):
             stems = track.decode(sample_rate)
-            library.append({name: stems[name] for name in sources})
+            library.append({name: _finite(track, name, stems[name]) for name in sources})
             continue
         paths = [track.files[name] for name in sources]
         if cache_dir is None:
-            library.append(dict(zip(sources, decode_files(paths, sample_rate, workers))))
+            signals = decode_files(paths, sample_rate, workers)
+            library.append({name: _finite(track, path, signal) for name, path, signal in zip(sources, paths, signals)})
             continue
         cached = [_cache_path(cache_dir, path, sample_rate) for path in paths]
         missing = [i for i, path in enumerate(cached) if not path.is_file()]
         for i, signal in zip(missing, decode_files([paths[i] for i in missing], sample_rate, workers)):
+            _finite(track, paths[i], signal)
             cached[i].parent.mkdir(parents=True, exist_ok=True)
             partial = cached[i].with_suffix(".part.npy")
             np.save(partial, signal)
@@ -220,6 +223,13 @@ def load_tracks(tracks, sources, sample_rate, cache_dir=None, workers=4, progres
     if len(channels) > 1:
         raise DatasetError(f"tracks differ in channel count ({sorted(channels)}); convert them to one count first")
     return library
+
+
+def _finite(track, path, signal):
+    """`signal`, or DatasetError naming the track and file if it holds NaN or infinite samples."""
+    if not np.isfinite(signal).all():
+        raise DatasetError(f"track {track.name!r}: {path} holds NaN or infinite samples")
+    return signal
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "band" / 
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
 RESIDUAL = "residual"
 BLOCK_SAMPLES = 441000  # file I/O block, 10 s at 44.1 kHz
+MAX_AMPLITUDE = 1000.0  # +60 dB over full scale: beyond it, samples are not audio at this scale
 
 
 class SeparationError(Exception):
@@ -85,7 +86,7 @@ def _resampled(blocks, rate_in, rate_out, channels):
 
 
 class _Counted:
-    """Iterates over blocks, counting their samples and refusing NaN or infinite samples."""
+    """Iterates over blocks, counting their samples and refusing NaN, infinite or absurdly large samples."""
 
     def __init__(self, blocks, name):
         self.blocks, self.name, self.samples = blocks, name, 0
@@ -94,6 +95,10 @@ class _Counted:
         for block in self.blocks:
             if not np.isfinite(block).all():
                 raise SeparationError(f"{self.name}: holds NaN or infinite samples")
+            peak = float(np.abs(block).max(initial=0.0))
+            if peak > MAX_AMPLITUDE:
+                raise SeparationError(f"{self.name}: samples reach {peak:.3g}, far beyond full scale ±1 (tfsep "
+                                      f"takes up to ±{MAX_AMPLITUDE:g}); rescale the file")
             self.samples += len(block)
             yield block
 
@@ -253,6 +258,8 @@ class Separator:
         if subtype is None:
             raise ValueError(f"bits must be one of {list(audio.SUBTYPES)}, got {bits!r}")
         writers = []
+        new_folders = {folder for target in targets.values() for folder in (target, *target.parents)
+                       if not folder.exists()}
         try:
             writers = [audio.BlockWriter(target, found.sample_rate, found.channels, subtype)
                        for target in targets.values()]
@@ -272,5 +279,8 @@ class Separator:
         except BaseException:
             for writer in writers:
                 writer.discard()
+            for folder in sorted(new_folders, key=lambda f: len(f.parts), reverse=True):
+                if folder.is_dir() and not any(folder.iterdir()):  # made for this file, and left empty
+                    folder.rmdir()
             raise
         return targets

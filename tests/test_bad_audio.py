@@ -1,0 +1,226 @@
+"""Bad audio input and failing outputs: every case through `tfsep separate`, the Python API and data sets.
+
+Each bad file gets one line naming it and the problem, a non-zero exit and no traceback
+(unless --debug); the good files of a batch are still separated; no output is ever
+half-written or overwritten without --overwrite. The README's reliability table lists
+these cases.
+"""
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from tfsep import audio, data
+from tfsep.separate import SeparationError, Separator
+
+RATE = 8000
+STEMS = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+
+
+def write_wav(path, signal, rate=RATE, subtype="PCM_16"):
+    soundfile.write(path, signal, rate, subtype=subtype, format="FLAC" if str(path).endswith(".flac") else "WAV")
+    return path
+
+
+def run_tfsep(*args, env=None, cwd=None, limit_file_size=None):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=cwd, preexec_fn=limit if limit_file_size else None)
+
+
+@pytest.fixture
+def separator(tiny_model):
+    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
+
+
+def test_bad_files_get_errors_naming_the_file(separator, tmp_path, rng):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "noise.wav").write_bytes(rng.bytes(5000))
+    write_wav(tmp_path / "silent.wav", np.zeros((0, 2)))
+    full = write_wav(tmp_path / "full.flac", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
+    (tmp_path / "truncated.flac").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    wav = write_wav(tmp_path / "full.wav", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
+    (tmp_path / "truncated.wav").write_bytes(wav.read_bytes()[: wav.stat().st_size // 2])
+    write_wav(tmp_path / "nan.wav", np.full((RATE, 2), np.nan), subtype="FLOAT")
+    write_wav(tmp_path / "inf.wav", np.where(np.arange(RATE)[:, None] == 7, np.inf, 0.1) * np.ones((1, 2)),
+              subtype="FLOAT")
+    write_wav(tmp_path / "huge.wav", np.full((RATE, 2), 3e4), subtype="FLOAT")
+    cases = {
+        "missing.wav": "missing.wav: no such file",
+        "": "is a folder",
+        "empty.wav": "empty.wav: not a readable audio file",
+        "noise.wav": "noise.wav: not a readable audio file",
+        "silent.wav": "silent.wav: holds no samples",
+        "truncated.flac": "truncated.flac: cannot decode",
+        "truncated.wav": "truncated.wav: truncated",
+        "nan.wav": "nan.wav: holds NaN or infinite samples",
+        "inf.wav": "inf.wav: holds NaN or infinite samples",
+        "huge.wav": r"huge.wav: samples reach 3e\+04, far beyond full scale ±1",
+    }
+    for name, message in cases.items():
+        with pytest.raises((audio.AudioError, SeparationError), match=message):
+            separator.separate_file(tmp_path / name, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))  # not even a temporary
+    with pytest.raises(SeparationError, match="holds NaN or infinite samples"):
+        separator.separate(np.array([[0.0, np.inf]]), RATE)
+
+
+def test_awkward_but_valid_audio_is_separated_at_its_own_rate_and_channels(separator, tmp_path, rng):
+    cases = {  # name: (samples, channels, rate, peak)
+        "one sample.wav": (1, 2, RATE, 0.5),
+        "loud.wav": (RATE, 2, RATE, 4.0),  # float samples beyond ±1 (but below the ±1000 refusal)
+        "eight channels.wav": (RATE, 8, RATE, 0.5),
+        "mono.wav": (RATE, 1, RATE, 0.5),
+        "8k.flac": (RATE, 2, 8000, 0.5),
+        "192k.wav": (192000, 2, 192000, 0.5),
+        "chœur à 4 voix ♫.wav": (RATE, 2, 44100, 0.5),
+        "-dash.wav": (RATE, 2, RATE, 0.5),
+    }
+    for name, (samples, channels, rate, peak) in cases.items():
+        signal = rng.uniform(-peak, peak, (samples, channels))
+        write_wav(tmp_path / name, signal, rate, subtype="FLOAT" if name.endswith("wav") else "PCM_24")
+        written = separator.separate_file(tmp_path / name, tmp_path / "out")
+        for stem in written.values():
+            info = soundfile.info(stem)
+            assert (info.frames, info.channels, info.samplerate) == (samples, channels, rate), name
+        assert written["vocals"].parent == tmp_path / "out" / name.rsplit(".", 1)[0]
+    loud = sum(soundfile.read(tmp_path / "out" / "loud" / stem)[0] for stem in STEMS)
+    assert np.abs(loud).max() > 1.5  # float stems keep what is beyond full scale
+
+
+def test_cli_batch_separates_the_good_files_and_lists_each_failure_in_one_line(tiny_model_file, tmp_path, rng):
+    good = [write_wav(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE * 2, 2))) for name in ("a", "b c")]
+    (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
+    write_wav(tmp_path / "nan.wav", np.full((RATE, 2), np.nan), subtype="FLOAT")
+    inputs = [good[0], tmp_path / "broken.wav", tmp_path / "missing.wav", tmp_path / "nan.wav", good[1]]
+    result = run_tfsep("separate", *inputs, "--model", tiny_model_file, "-o", tmp_path / "out", "--residual", "-q")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].endswith("broken.wav: not a readable audio file (Error opening "
+                             f"'{tmp_path / 'broken.wav'}': Format not recognised.)")
+    assert lines[1].endswith("missing.wav: no such file") and lines[2].endswith("nan.wav: holds NaN or infinite samples")
+    assert lines[3] == "tfsep: 3 of 5 files failed:" and len(lines) == 7  # each failure again in the summary
+    for name in ("a", "b c"):
+        assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == ["bass.wav", "drums.wav", "other.wav",
+                                                                              "residual.wav", "vocals.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b c"]
+
+    again = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
+    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
+
+    (tmp_path / "a-file").write_text("not a folder")
+    denied = run_tfsep("separate", good[0], "--model", tiny_model_file, "-o", tmp_path / "a-file" / "out", "-q")
+    assert denied.returncode == 1 and "cannot write" in denied.stderr and "Traceback" not in denied.stderr
+
+    debug = run_tfsep("--debug", "separate", tmp_path / "broken.wav", "--model", tiny_model_file, "-o", tmp_path / "d")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "AudioError" in debug.stderr
+
+
+def test_cli_names_with_a_leading_dash_need_a_double_dash(tiny_model_file, tmp_path, rng):
+    write_wav(tmp_path / "-song.wav", rng.uniform(-0.5, 0.5, (RATE, 2)))
+    refused = run_tfsep("separate", "-song.wav", "--model", tiny_model_file, "-o", "out", "-q", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == ("tfsep: error: -song.wav: a file name that starts with a dash reads as an option; "
+                              "write -- -song.wav or ./-song.wav\n")
+    result = run_tfsep("separate", "--model", tiny_model_file, "-o", "out", "-q", "--", "-song.wav", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "-song").iterdir()) == STEMS
+
+
+def test_a_failing_disk_leaves_no_partial_stem_and_keeps_existing_ones(tiny_model_file, tmp_path, rng):
+    song = write_wav(tmp_path / "song.wav", rng.uniform(-0.5, 0.5, (RATE * 20, 2)))
+    # Files may not grow past 200 kB (RLIMIT_FSIZE): write(2) fails with EFBIG as on a full disk.
+    result = run_tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q",
+                       limit_file_size=200_000)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot write (the system refused the write: disk full or file size limit?)" in result.stderr
+    assert not list((tmp_path / "out").rglob("*.*"))  # no stem, no temporary file
+
+    first = run_tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q", "--bits", "16")
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "song").iterdir()}
+    retry = run_tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q", "--overwrite",
+                      limit_file_size=200_000)
+    assert retry.returncode == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "song").iterdir()} == before
+
+
+def test_track_names_cannot_write_outside_the_output_folder(separator, tmp_path, rng):
+    (tmp_path / "in").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("...wav", "..wav", ".hidden.wav"):
+        song = write_wav(tmp_path / "in" / name, rng.uniform(-0.5, 0.5, (RATE, 2)))
+        written = separator.separate_file(song, tmp_path / "out", overwrite=True)
+        assert all(p.resolve().is_relative_to((tmp_path / "out").resolve()) for p in written.values())
+    song = tmp_path / "in" / "..wav"
+    for template in ("../{source}.wav", "/tmp/{source}.wav", "{track}/../../{source}.wav"):
+        with pytest.raises(SeparationError, match="leads outside"):
+            separator.separate_file(song, tmp_path / "out", template)
+    (tmp_path / "out" / "link").symlink_to(outside)
+    with pytest.raises(SeparationError, match="leads outside"):
+        separator.separate_file(song, tmp_path / "out", "link/{source}.wav")
+    assert not list(outside.iterdir())
+
+
+def test_hours_of_audio_are_separated_in_bounded_memory(tiny_model_file, tmp_path):
+    """Peak memory of `tfsep separate` for 30 min vs 2 min of 8 kHz stereo: it follows the chunk, not the file."""
+    def peak_mib(minutes):
+        path = tmp_path / f"{minutes}.wav"
+        with soundfile.SoundFile(path, "w", RATE, 2, "PCM_16") as file:
+            for _ in range(minutes * 6):
+                file.write(np.random.default_rng(minutes).uniform(-0.3, 0.3, (RATE * 10, 2)))
+        script = ("import resource, sys; from tfsep.cli import main; code = main(sys.argv[1:]); "
+                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+        result = subprocess.run([sys.executable, "-c", script, "separate", str(path), "--model", str(tiny_model_file),
+                                 "-o", str(tmp_path / "out"), "-q", "--bits", "16"], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert soundfile.info(tmp_path / "out" / str(minutes) / "vocals.wav").frames == minutes * 60 * RATE
+        return int(result.stdout.split()[-1]) / 1024
+
+    short, long = peak_mib(2), peak_mib(30)
+    # 30 min of stereo float32 is 55 MiB, its four stems 220 MiB: none of it may be held at once.
+    assert long - short < 60, (short, long)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(tiny_model_file, tmp_path, rng):
+    wav = write_wav(tmp_path / "song.wav", rng.uniform(-0.3, 0.3, (RATE * 2, 2)))
+    subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-ar", "22050", tmp_path / "song.mp3"], check=True)
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(tmp_path / "out" / "song" / "vocals.wav")
+    assert info.samplerate == 22050 and abs(info.frames - 44100) < 3000  # mp3 adds encoder padding
+
+    no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
+    result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out2", "-q",
+                       env=no_ffmpeg)
+    assert result.returncode == 1
+    assert result.stderr == (f"tfsep: error: {tmp_path / 'song.mp3'}: reading .mp3 files needs ffmpeg; install "
+                             "ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)\ntfsep: 1 of 1 files failed:\n  "
+                             f"{tmp_path / 'song.mp3'}: reading .mp3 files needs ffmpeg; install ffmpeg "
+                             "(Debian/Ubuntu: apt-get install ffmpeg)\n")
+
+
+def test_data_sets_refuse_nan_samples_naming_track_and_file(tmp_path, rng):
+    folder = tmp_path / "set" / "train" / "song"
+    folder.mkdir(parents=True)
+    stems = {name: rng.uniform(-0.3, 0.3, (RATE, 2)).astype(np.float32) for name in ("vocals", "drums", "bass", "other")}
+    stems["drums"][100] = np.nan
+    for name, signal in stems.items():
+        write_wav(folder / f"{name}.wav", signal, subtype="FLOAT")
+    write_wav(folder / "mixture.wav", np.nan_to_num(sum(stems.values())), subtype="FLOAT")
+    tracks = data.find_tracks(tmp_path / "set", "train", list(stems))
+    for cache in (None, tmp_path / "cache"):
+        with pytest.raises(data.DatasetError, match=r"track 'song': .*drums.wav holds NaN or infinite samples"):
+            data.load_tracks(tracks, list(stems), RATE, cache_dir=cache, progress=False)
+    assert all(np.isfinite(np.load(path)).all() for path in (tmp_path / "cache").rglob("*.npy"))  # vocals only

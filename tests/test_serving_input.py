@@ -1,0 +1,40 @@
+"""Untrusted input to the exported graphs: the SavedModel signature and LiteRT refuse it without crashing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((1, 100, 3), np.float32), "wrong rank or channel count"),
+    (np.zeros((100, 2), np.float32), "wrong rank or channel count"),
+    (np.zeros((0, 100, 2), np.float32), "the batch is empty"),
+    (np.zeros((1, 0, 2), np.float32), "no samples"),
+    (np.zeros((2, 4001, 2), np.float32), "exceeds the limit of 8000 samples per request"),  # 1 s at 8 kHz
+    (np.zeros((1, 100, 2), np.float64), "expected to be a float tensor"),
+])
+def test_bad_input_fails_with_a_clear_message(signatures, bad, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signatures["serving_default"](waveform=tf.constant(bad))
+
+
+@pytest.mark.parametrize("form, inputs", [
+    ("clip", {"waveform": np.zeros((1, 500, 3), np.float32)}),
+    ("clip", {"waveform": np.zeros((500, 2), np.float32)}),
+    ("clip", {"waveform": np.zeros((1, 0, 2), np.float32)}),
+    ("clip", {"waveform": np.zeros((1, 500, 2), np.float64)}),
+    ("stream", {"block": np.zeros((1, 100, 2), np.float32), "state": np.zeros((1, 896, 2), np.float32)}),
+    ("stream", {"block": np.zeros((1, 832, 3), np.float32), "state": np.zeros((1, 896, 3), np.float32)}),
+])
+def test_litert_refuses_bad_input_to_both_forms(form, inputs, tiny_model, tmp_path_factory):
+    from tfsep.export import export_tflite
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    folder = tmp_path_factory.getbasetemp() / "bad-input-forms"
+    path = folder / f"{form}.tflite"
+    if not path.exists():
+        folder.mkdir(exist_ok=True)
+        export_tflite(tiny_model, path, block_seconds=0.1 if form == "stream" else None)
+    runner = litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    with pytest.raises((ValueError, RuntimeError)):
+        runner(**inputs)
