@@ -141,7 +141,7 @@ def build_parser():
     separate.add_argument("--bits", choices=["16", "24", "float"], default="float", help="sample format (float)")
     separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
-    separate.add_argument("--chunk", type=float, default=10.0, help="chunk length in seconds (10)")
+    separate.add_argument("--chunk", type=float, default=7.0, help="chunk length in seconds (7)")
     separate.add_argument("--overlap", type=float, default=2.0, help="crossfade between chunks in seconds (2)")
     separate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     separate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

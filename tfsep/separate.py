@@ -123,7 +123,7 @@ class Separator:
         wiener_iterations: if given, the model is rebuilt with this many Wiener EM iterations.
     """
 
-    def __init__(self, model, chunk_seconds=10.0, overlap_seconds=2.0, wiener_iterations=None):
+    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=2.0, wiener_iterations=None):
         if wiener_iterations is not None and wiener_iterations != model.get_config()["wiener_iterations"]:
             model = reconfigure(model, wiener_iterations=wiener_iterations)
         self.model = model
@@ -152,7 +152,7 @@ class Separator:
         return cls(load_model(path), **options)
 
     @classmethod
-    def from_tflite(cls, path, chunk_seconds=10.0, overlap_seconds=2.0, wiener_iterations=None, threads=2):
+    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=2.0, wiener_iterations=None, threads=2):
         """A Separator that runs a whole-clip TFLite file (`tfsep export --format tflite`) in LiteRT.
 
         Its Wiener iterations were fixed at export; asking for others raises ValueError.

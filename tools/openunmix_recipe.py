@@ -4,6 +4,7 @@ Called by `tools/train_openunmix.py`; not a tfsep module (it imports torch and o
 
     .venv-openunmix/bin/python tools/openunmix_recipe.py train ROOT OUT --minutes M
     .venv-openunmix/bin/python tools/openunmix_recipe.py separate ROOT OUT ESTIMATES --niter N
+    .venv-openunmix/bin/python tools/openunmix_recipe.py bench --niter N --seconds S
 
 `train` follows Open-Unmix 1.3's `scripts/train.py` with its MUSDB18 data set defaults,
 on a MUSDB18-HQ-like tree (ROOT/train, ROOT/valid with one wav per source): one model per
@@ -19,6 +20,11 @@ recorded beside it, since other work on the machine slows the run down.
 
 `separate` writes ESTIMATES/<track>/<source>.wav for ROOT/test with openunmix's `Separator`
 (`niter` 0: soft masks; 1: its default Wiener step), for `tfsep evaluate --estimates`.
+
+`bench` is a timing worker for `tools/bench_peers.py`: openunmix's `umxhq` Separator with
+random weights (pretrained ones cannot be downloaded here) on S seconds of stereo noise.
+It prints "ready" after a warm-up separation, then one time in seconds per "run" line on
+stdin, and its peak RSS in bytes on "stop".
 """
 
 import argparse
@@ -174,6 +180,27 @@ def run_separate(args):
     print(json.dumps({"separate_seconds": seconds, "niter": args.niter}), flush=True)
 
 
+def run_bench(args):
+    import openunmix
+    import resource
+
+    torch.set_num_threads(args.threads)
+    separator = openunmix.umxhq(niter=args.niter, pretrained=False, device="cpu")
+    separator.freeze()
+    mixture = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 2, int(args.seconds * RATE)))
+                               .astype(np.float32))
+    with torch.no_grad():
+        separator(mixture)
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            start = time.perf_counter()
+            separator(mixture)
+            print(time.perf_counter() - start, flush=True)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,10 +213,13 @@ def main():
     separate.add_argument("out")
     separate.add_argument("estimates")
     separate.add_argument("--niter", type=int, default=1)
-    for command in (train, separate):
+    bench = commands.add_parser("bench")
+    bench.add_argument("--niter", type=int, default=1)
+    bench.add_argument("--seconds", type=float, default=60.0)
+    for command in (train, separate, bench):
         command.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    {"train": run_train, "separate": run_separate}[args.command](args)
+    {"train": run_train, "separate": run_separate, "bench": run_bench}[args.command](args)
 
 
 if __name__ == "__main__":
