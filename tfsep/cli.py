@@ -78,8 +78,8 @@ def run_evaluate(args):
         raise ValueError("give one of --model, --oracle and --estimates")
     model = None if args.oracle or args.estimates else (args.model or "default")
     report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
-                      report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs, max_tracks=args.max_tracks,
-                      progress=not args.quiet)
+                      report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs,
+                      max_tracks=args.max_tracks, progress=not args.quiet)
     print(markdown_table(report), end="")
     print(f"report written to {args.report}")
     return 0

@@ -589,9 +589,10 @@ def _fit(config, strategy, chief, output):
         epoch, batch = nan_guard.where
         kept = (f"{output / 'model.keras'} holds the best weights before it" if best.is_file()
                 else "no epoch finished before it, so no model was saved")
+        resume = (f"{output / 'backup'} holds the last good epoch, from which the same command resumes"
+                  if (output / "backup").exists() else "the same command starts it again")
         raise TrainingError(f"the training loss became NaN at epoch {epoch}, batch {batch}, and the run stopped; "
-                            f"{kept}; {output / 'backup'} holds the last good epoch, from which the same command "
-                            "resumes (lower optimizer.learning_rate or raise optimizer.clipnorm first)")
+                            f"{kept}; {resume} (lower optimizer.learning_rate or raise optimizer.clipnorm first)")
     return history
 
 
