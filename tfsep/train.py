@@ -521,6 +521,8 @@ def train(config=None, overrides=()):
     if not chief:
         output = output / f"worker-{strategy.cluster_resolver.task_id}"
     output.mkdir(parents=True, exist_ok=True)
+    for leftover in [*output.glob(".partial-*"), *(output / "backup").glob(".partial-*")]:
+        leftover.unlink()  # written by a run killed before it could rename them into place
     partial = output / f".partial-{os.getpid()}-config.yaml"
     partial.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
     os.replace(partial, output / "config.yaml")
@@ -607,8 +609,9 @@ def _drop_partial_line(path):
 
 def _load_checkpoint(trainer, path):
     try:
-        if trainer.optimizer is not None and not trainer.optimizer.built:
-            trainer.optimizer.build(trainer.trainable_variables)  # so that its saved state loads too
+        optimizer = getattr(trainer, "optimizer", None)  # None before compile (best_model)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(trainer.trainable_variables)  # so that its saved state loads too
         trainer.load_weights(path)
     except Exception as error:
         raise TrainingError(f"{path}: unreadable checkpoint ({_reason(error)}); delete it, and the run "
