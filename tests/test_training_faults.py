@@ -126,7 +126,7 @@ def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(r
     assert epochs_logged(tmp_path / "run")[-1] == 5
     model = tfsep.load_model(tmp_path / "run" / "model.keras")
     assert model.sources == ("vocals", "drums", "bass", "other")
-    assert not list((tmp_path / "run").rglob(".partial-*"))
+    assert not list((tmp_path / "run").rglob(".*.part*"))
 
 
 def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):

@@ -61,7 +61,7 @@ def info(path):
     try:
         found = soundfile.info(str(path))
     except Exception as error:
-        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+        raise AudioError(f"{path}: not a readable audio file ({error_reason(error)})") from None
     _check_complete(path, found.extra_info)
     return AudioInfo(found.frames, found.samplerate, found.channels, found.subtype)
 
@@ -88,7 +88,7 @@ def _ffprobe(path):
     result = subprocess.run(command, capture_output=True, text=True)
     streams = json.loads(result.stdout or "{}").get("streams") if result.returncode == 0 else None
     if not streams:
-        raise AudioError(f"{path}: not a readable audio file ({_reason(result.stderr) if result.stderr else 'no audio stream'})")
+        raise AudioError(f"{path}: not a readable audio file ({error_reason(result.stderr) if result.stderr else 'no audio stream'})")
     stream = streams[0]
     rate = int(stream["sample_rate"])
     duration = float(stream.get("duration") or 0.0)
@@ -115,7 +115,7 @@ def _soundfile_blocks(path, block_samples):
     except AudioError:
         raise
     except Exception as error:
-        raise AudioError(f"{path}: cannot decode ({_reason(error)})") from None
+        raise AudioError(f"{path}: cannot decode ({error_reason(error)})") from None
 
 
 def _ffmpeg_blocks(path, channels, block_samples):
@@ -132,7 +132,7 @@ def _ffmpeg_blocks(path, channels, block_samples):
             yield np.frombuffer(data, np.float32).reshape(-1, channels)
         error = process.stderr.read().decode(errors="replace")
         if process.wait():
-            raise AudioError(f"{path}: ffmpeg cannot decode it ({_reason(error) if error.strip() else 'failed'})")
+            raise AudioError(f"{path}: ffmpeg cannot decode it ({error_reason(error) if error.strip() else 'failed'})")
     finally:
         if process.poll() is None:
             process.kill()
@@ -155,7 +155,7 @@ def read(path, sample_rate=None):
         try:
             audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except Exception as error:
-            raise AudioError(f"{path}: cannot decode ({_reason(error)})") from None
+            raise AudioError(f"{path}: cannot decode ({error_reason(error)})") from None
     if sample_rate is not None and rate != sample_rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate
@@ -168,11 +168,12 @@ def resample(audio, rate_in, rate_out):
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def temporary_beside(path):
-    """A new empty temporary file in `path`'s folder (created if needed), with the permissions of a new file."""
+def temporary_beside(path, suffix=""):
+    """A new empty temporary file `.<name>.<random>.part<suffix>` in `path`'s folder (created if needed), with the
+    permissions of a new file. `suffix` is for writers that insist on one (Keras: `.weights.h5`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + suffix)
     os.close(descriptor)
     umask = os.umask(0)
     os.umask(umask)
@@ -180,12 +181,12 @@ def temporary_beside(path):
     return temporary
 
 
-def replace_atomically(path, write):
-    """Call write(temporary path) on a temporary file beside `path`, then rename it to `path`.
+def replace_atomically(path, write, suffix=""):
+    """Call write(temporary path) on a temporary file beside `path` (`temporary_beside`), then rename it to `path`.
 
     An existing file at `path` stays as it was unless everything succeeds.
     """
-    temporary = temporary_beside(path)
+    temporary = temporary_beside(path, suffix)
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -229,14 +230,14 @@ class BlockWriter:
             self.file = soundfile.SoundFile(self.temporary, "w", sample_rate, channels, subtype, format=file_format)
         except Exception as error:
             self.discard()
-            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({error_reason(error)})") from None
 
     def write(self, block):
         """Append float (samples, channels) audio."""
         try:
             self.file.write(block)
         except Exception as error:
-            reason = _reason(error)
+            reason = error_reason(error)
             if reason == "System error.":  # libsndfile's word for a failed write(2): ENOSPC, EFBIG, EIO
                 reason = "the system refused the write: disk full or file size limit?"
             raise AudioError(f"{self.path}: cannot write ({reason})") from None
@@ -246,7 +247,7 @@ class BlockWriter:
             self.file.close()
             os.replace(self.temporary, self.path)
         except Exception as error:
-            raise AudioError(f"{self.path}: cannot write ({_reason(error)})") from None
+            raise AudioError(f"{self.path}: cannot write ({error_reason(error)})") from None
         self.temporary = None
 
     def discard(self):
@@ -260,7 +261,8 @@ class BlockWriter:
             self.temporary = None
 
 
-def _reason(error):
+def error_reason(error):
+    """The last line of an error's message (libsndfile and ffmpeg put the cause there), or its type."""
     return str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
 
 

@@ -17,7 +17,6 @@ any moment keeps whole files, and unreadable ones stop a resumed run before it t
 import csv
 import dataclasses
 import json
-import os
 import sys
 import time
 import types
@@ -29,6 +28,7 @@ import tensorflow as tf
 import yaml
 
 from tfsep import data
+from tfsep.audio import error_reason, replace_atomically
 from tfsep._keras import keras
 from tfsep.layers import STFT, Magnitude, SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
@@ -391,18 +391,7 @@ class ValidationExamples(keras.callbacks.Callback):
 
 def _save_weights_atomically(model, path):
     """model.save_weights(path) through a temporary file beside it, renamed into place."""
-    path = Path(path)
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
-        model.save_weights(str(partial), overwrite=True)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _reason(error):
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
+    replace_atomically(path, lambda partial: model.save_weights(str(partial), overwrite=True), suffix=".weights.h5")
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -438,18 +427,15 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             self._load_model()
         except Exception as error:
-            raise TrainingError(f"{self.backup_dir}: the backup of this run is unreadable ({_reason(error)}); "
+            raise TrainingError(f"{self.backup_dir}: the backup of this run is unreadable ({error_reason(error)}); "
                                 "delete that folder to start the run again from its first epoch") from None
 
     def _save_model(self):
         if self.nan_guard.where:
             return
-        os.makedirs(self.backup_dir, exist_ok=True)
         _save_weights_atomically(self.model, self._weights_path)
         metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
-        partial = Path(self.backup_dir) / f".partial-{os.getpid()}.json"
-        partial.write_text(metadata)
-        os.replace(partial, self._training_metadata_path)
+        replace_atomically(self._training_metadata_path, lambda partial: Path(partial).write_text(metadata))
 
     def on_train_end(self, logs=None):
         if not self.nan_guard.where:
@@ -521,11 +507,10 @@ def train(config=None, overrides=()):
     if not chief:
         output = output / f"worker-{strategy.cluster_resolver.task_id}"
     output.mkdir(parents=True, exist_ok=True)
-    for leftover in [*output.glob(".partial-*"), *(output / "backup").glob(".partial-*")]:
-        leftover.unlink()  # written by a run killed before it could rename them into place
-    partial = output / f".partial-{os.getpid()}-config.yaml"
-    partial.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-    os.replace(partial, output / "config.yaml")
+    for leftover in [*output.glob(".*.part*"), *(output / "backup").glob(".*.part*")]:
+        leftover.unlink()  # temporary files of a run killed before it could rename them into place
+    settings = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+    replace_atomically(output / "config.yaml", lambda partial: Path(partial).write_text(settings))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
     try:
@@ -614,5 +599,5 @@ def _load_checkpoint(trainer, path):
             optimizer.build(trainer.trainable_variables)  # so that its saved state loads too
         trainer.load_weights(path)
     except Exception as error:
-        raise TrainingError(f"{path}: unreadable checkpoint ({_reason(error)}); delete it, and the run "
+        raise TrainingError(f"{path}: unreadable checkpoint ({error_reason(error)}); delete it, and the run "
                             "writes a new one at its next best epoch") from None
