@@ -35,6 +35,9 @@ def digest(path):
 
 
 def epochs_logged(run):
+    """The epochs in the run's history.csv, in order; empty before the first one ends."""
+    if not (run / "history.csv").is_file():
+        return []
     return [int(row["epoch"]) for row in csv.DictReader(open(run / "history.csv"))]
 
 
@@ -102,31 +105,65 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(rendered, t
     assert not (run / "backup").exists()
 
 
+def wait_for_epochs(process, run, count, timeout=240):
+    """Waits until history.csv holds `count` epochs; returns False if `process` ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(epochs_logged(run)) >= count:
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError(f"no epoch {count} within {timeout} s")
+
+
+def kill_at_random_moment(process, run, moment, rng):
+    """SIGKILLs `process` during start-up or inside an epoch; returns False if it ended first.
+
+    The moments follow the run's own progress, not wall-clock seconds alone, so a faster
+    machine cannot outrun them: "start-up" is 0.5-5 s after launch (imports, data loading,
+    model building) or the end of its first epoch, whichever comes first; "epoch" waits for
+    two more epochs, then kills after a random part of one epoch's duration (inside
+    training, validation or the checkpoint writes).
+    """
+    done = len(epochs_logged(run))
+    if moment == "start-up":
+        deadline = time.time() + rng.uniform(0.5, 5.0)
+        while time.time() < deadline and len(epochs_logged(run)) == done:
+            if process.poll() is not None:
+                return False
+            time.sleep(0.02)
+    else:
+        if not wait_for_epochs(process, run, done + 1):
+            return False
+        started = time.time()
+        if not wait_for_epochs(process, run, done + 2):
+            return False
+        time.sleep(rng.uniform(0.0, 1.0) * (time.time() - started))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
 def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(rendered, tmp_path):
     rng = np.random.default_rng(20261124)
-    config = tiny_config(rendered, tmp_path / "run", schedule={"epochs": 6})
+    run = tmp_path / "run"
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 12})))
     command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
-    kills = 0
-    for delay in rng.uniform(2.0, 16.0, size=4):  # start-up, data loading, epochs and checkpoint writes
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-            continue
-        assert process.returncode == 0, process.stderr.read().decode()[-2000:]  # finished before its kill
-        break
-    assert kills >= 2
+    # At most 2 × 1 + 2 × 3 epochs pass during the four kills, so the run is never done before one.
+    for moment in rng.permutation(["start-up", "start-up", "epoch", "epoch"]):
+        with open(tmp_path / "stderr.txt", "w+") as stderr:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+            killed = kill_at_random_moment(process, run, moment, rng)
+            stderr.seek(0)
+            assert killed, f"the run ended before its {moment} kill: {stderr.read()[-2000:]}"
     final = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
-    assert epochs_logged(tmp_path / "run")[-1] == 5
-    model = tfsep.load_model(tmp_path / "run" / "model.keras")
+    assert epochs_logged(run)[-1] == 11
+    model = tfsep.load_model(run / "model.keras")
     assert model.sources == ("vocals", "drums", "bass", "other")
-    assert not list((tmp_path / "run").rglob(".*.part*"))
+    assert not list(run.rglob(".*.part*"))
 
 
 def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):
@@ -136,7 +173,7 @@ def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_
     command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and (not (run / "history.csv").is_file() or len(epochs_logged(run)) < 2):
+    while time.time() < deadline and len(epochs_logged(run)) < 2:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait()
