@@ -172,9 +172,7 @@ def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_
     config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 8})))
     command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(epochs_logged(run)) < 2:
-        time.sleep(0.2)
+    assert wait_for_epochs(first, run, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     resume_epoch = json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] + 1
