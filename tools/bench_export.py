@@ -1,10 +1,12 @@
 """Speed, peak memory and file size of one model through every export path, side by side.
 
-    python tools/bench_export.py [MODEL.keras] [--seconds 60] [--rounds 5] [--threads 2]
+    python tools/bench_export.py [MODEL.keras] [--seconds 60] [--rounds 5] [--threads 2] [--wiener N]
 
 Paths: the Keras model (a traced tf.function), the SavedModel's `serving_default` signature
 (tf.saved_model.load, as TF Serving runs it) and the TFLite file in LiteRT at float32,
-float16 and dynamic-range int8. Without MODEL, a `bandconv` base model with random weights.
+float16 and dynamic-range int8; with `--wiener N`, also the Keras model with N multichannel
+Wiener iterations (what `tfsep separate --wiener N` runs). Without MODEL, a `bandconv` base
+model with random weights.
 
 Each path runs in a worker process of its own, so its peak RSS is its own (TensorFlow or
 LiteRT, the model and one separation of `--seconds` of stereo); the workers take turns,
@@ -65,16 +67,20 @@ def _size(path):
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def export_all(model_path, folder):
+def export_all(model_path, folder, wiener_iterations=0):
     """{path name: exported file or folder} for every export path of the model at `model_path`."""
     import tfsep
     from tfsep.export import export_savedmodel, export_tflite
+    from tfsep.models import reconfigure
 
     if model_path is None:
         model_path = Path(folder) / "bandconv-base.keras"
         tfsep.build_model("bandconv", size="base").save(model_path)
     model = tfsep.load_model(model_path)
     paths = {"keras": str(model_path), "savedmodel": str(export_savedmodel(model, Path(folder) / "serving"))}
+    if wiener_iterations:
+        paths[f"keras-wiener{wiener_iterations}"] = str(Path(folder) / f"wiener{wiener_iterations}.keras")
+        reconfigure(model, wiener_iterations=wiener_iterations).save(paths[f"keras-wiener{wiener_iterations}"])
     for quantize in ("none", "float16", "dynamic-int8"):
         name = "tflite-float32" if quantize == "none" else f"tflite-{quantize}"
         paths[name] = str(export_tflite(model, Path(folder) / f"{name}.tflite", quantize=quantize))
@@ -87,17 +93,18 @@ def main():
     parser.add_argument("--seconds", type=float, default=60.0, help="stereo 44.1 kHz audio per separation (60)")
     parser.add_argument("--rounds", type=int, default=5, help="timed separations per path (5)")
     parser.add_argument("--threads", type=int, default=2, help="threads per path (2)")
+    parser.add_argument("--wiener", type=int, default=0, help="also time Keras with N Wiener iterations (0: not)")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         exporter = context.Pool(1)  # export in a child, so that this process holds no TensorFlow
-        paths = exporter.apply(export_all, (args.model, folder))
+        paths = exporter.apply(export_all, (args.model, folder, args.wiener))
         exporter.close()
         workers = {}
         for kind, path in paths.items():
             parent, child = context.Pipe()
-            kind_of_runtime = kind if kind in ("keras", "savedmodel") else "tflite"
+            kind_of_runtime = "tflite" if kind.startswith("tflite") else "savedmodel" if kind == "savedmodel" else "keras"
             process = context.Process(target=_worker, args=(kind_of_runtime, path, args.seconds, args.threads, child))
             process.start()
             workers[kind] = (process, parent)
