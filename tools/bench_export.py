@@ -79,8 +79,9 @@ def export_all(model_path, folder, wiener_iterations=0):
     model = tfsep.load_model(model_path)
     paths = {"keras": str(model_path), "savedmodel": str(export_savedmodel(model, Path(folder) / "serving"))}
     if wiener_iterations:
-        paths[f"keras-wiener{wiener_iterations}"] = str(Path(folder) / f"wiener{wiener_iterations}.keras")
-        reconfigure(model, wiener_iterations=wiener_iterations).save(paths[f"keras-wiener{wiener_iterations}"])
+        wiener_path = Path(folder) / f"wiener{wiener_iterations}.keras"
+        reconfigure(model, wiener_iterations=wiener_iterations).save(wiener_path)
+        paths[f"keras-wiener{wiener_iterations}"] = str(wiener_path)
     for quantize in ("none", "float16", "dynamic-int8"):
         name = "tflite-float32" if quantize == "none" else f"tflite-{quantize}"
         paths[name] = str(export_tflite(model, Path(folder) / f"{name}.tflite", quantize=quantize))
