@@ -62,6 +62,30 @@ def _worker(kind, path, seconds, threads, connection):
     connection.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
+class ProcessWorker:
+    """`_worker` for one export path, in a process spawned from `context`, behind a pipe."""
+
+    def __init__(self, context, kind, path, seconds, threads):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(kind, path, seconds, threads, child))
+        self.process.start()
+
+    def ready(self):
+        return self.connection.recv() == "ready"
+
+    def run(self):
+        """One separation; returns its time in seconds."""
+        self.connection.send("run")
+        return self.connection.recv()
+
+    def stop(self):
+        """Ends the worker; returns its peak RSS in bytes."""
+        self.connection.send("stop")
+        peak = self.connection.recv()
+        self.process.join()
+        return peak
+
+
 def _size(path):
     path = Path(path)
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -104,23 +128,14 @@ def main():
         exporter.close()
         workers = {}
         for kind, path in paths.items():
-            parent, child = context.Pipe()
-            kind_of_runtime = "tflite" if kind.startswith("tflite") else "savedmodel" if kind == "savedmodel" else "keras"
-            process = context.Process(target=_worker, args=(kind_of_runtime, path, args.seconds, args.threads, child))
-            process.start()
-            workers[kind] = (process, parent)
-        for _, connection in workers.values():
-            assert connection.recv() == "ready"
+            runtime = "tflite" if kind.startswith("tflite") else "savedmodel" if kind == "savedmodel" else "keras"
+            workers[kind] = ProcessWorker(context, runtime, path, args.seconds, args.threads)
+        assert all(worker.ready() for worker in workers.values())
         times = {kind: [] for kind in workers}
         for _ in range(args.rounds):
-            for kind, (_, connection) in workers.items():
-                connection.send("run")
-                times[kind].append(connection.recv())
-        peaks = {}
-        for kind, (process, connection) in workers.items():
-            connection.send("stop")
-            peaks[kind] = connection.recv()
-            process.join()
+            for kind, worker in workers.items():
+                times[kind].append(worker.run())
+        peaks = {kind: worker.stop() for kind, worker in workers.items()}
         sizes = {kind: _size(path) for kind, path in paths.items()}
 
     fastest = min(np.median(t) for t in times.values())

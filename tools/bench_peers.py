@@ -27,34 +27,13 @@ import numpy as np
 
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
-from bench_export import _worker  # noqa: E402
+from bench_export import ProcessWorker  # noqa: E402
 from peers import openunmix_python  # noqa: E402
 
 
-class _ProcessWorker:
-    """A bench_export worker (spawned with this interpreter) behind a pipe."""
-
-    def __init__(self, context, kind, path, seconds, threads):
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker, args=(kind, path, seconds, threads, child))
-        self.process.start()
-
-    def ready(self):
-        return self.connection.recv() == "ready"
-
-    def run(self):
-        self.connection.send("run")
-        return self.connection.recv()
-
-    def stop(self):
-        self.connection.send("stop")
-        peak = self.connection.recv()
-        self.process.join()
-        return peak
-
-
 class _OpenUnmixWorker:
-    """`openunmix_recipe.py bench` in the Open-Unmix environment, one line per message."""
+    """`openunmix_recipe.py bench` in the Open-Unmix environment, one line per message; the
+    interface of bench_export's `ProcessWorker`."""
 
     def __init__(self, niter, seconds, threads):
         command = [str(openunmix_python()), str(TOOLS / "openunmix_recipe.py"), "bench", "--niter", str(niter),
@@ -104,14 +83,14 @@ def main():
         maker.close()
         tflite = next(args.model.glob("*.tflite"))
         workers = {
-            "tfsep default, Keras": _ProcessWorker(context, "keras", str(args.model / "model.keras"), args.seconds,
+            "tfsep default, Keras": ProcessWorker(context, "keras", str(args.model / "model.keras"), args.seconds,
                                                    args.threads),
-            "tfsep default, SavedModel": _ProcessWorker(context, "savedmodel", str(args.model / "1"), args.seconds,
+            "tfsep default, SavedModel": ProcessWorker(context, "savedmodel", str(args.model / "1"), args.seconds,
                                                         args.threads),
-            "tfsep default, TFLite (LiteRT)": _ProcessWorker(context, "tflite", str(tflite), args.seconds,
+            "tfsep default, TFLite (LiteRT)": ProcessWorker(context, "tflite", str(tflite), args.seconds,
                                                              args.threads),
             f"Spleeter 4stems U-Net, Keras re-creation ({spleeter_params / 1e6:.1f} M)":
-                _ProcessWorker(context, "keras", spleeter, args.seconds, args.threads),
+                ProcessWorker(context, "keras", spleeter, args.seconds, args.threads),
             "Open-Unmix umxhq, soft masks (niter 0)": _OpenUnmixWorker(0, args.seconds, args.threads),
             "Open-Unmix umxhq, Wiener (niter 1, its default)": _OpenUnmixWorker(1, args.seconds, args.threads),
         }
