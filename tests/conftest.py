@@ -75,3 +75,67 @@ def signatures(exported):
     import tensorflow as tf
 
     return tf.saved_model.load(str(exported)).signatures
+
+
+def write_spleeter_checkpoint(folder, instruments, seed=0):
+    """A random-weight checkpoint in Spleeter's variable layout (names in creation order, HWIO kernels) in `folder`.
+
+    Batch norm statistics are random too, so that no layer is an identity. Returns {name: array}.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    filters = [16, 32, 64, 128, 256, 512]
+    decoder_in, decoder_out = [512, 512, 256, 128, 64, 32], [256, 128, 64, 32, 16, 1]
+    named = lambda base, index: base if index == 0 else f"{base}_{index}"  # noqa: E731
+    variables = {"global_step": np.array(1000, np.int64)}
+    for i in range(len(instruments)):
+        for j in range(7):
+            shape = (5, 5, ([2] + filters)[j], filters[j]) if j < 6 else (4, 4, 1, 2)
+            variables[f"{named('conv2d', 7 * i + j)}/kernel"] = rng.normal(0, 0.05, shape)
+            variables[f"{named('conv2d', 7 * i + j)}/bias"] = rng.normal(0, 0.05, shape[-1])
+        for j in range(6):
+            variables[f"{named('conv2d_transpose', 6 * i + j)}/kernel"] = rng.normal(
+                0, 0.05, (5, 5, decoder_out[j], decoder_in[j]))
+            variables[f"{named('conv2d_transpose', 6 * i + j)}/bias"] = rng.normal(0, 0.05, decoder_out[j])
+        for j, width in enumerate(filters + decoder_out):
+            base = named("batch_normalization", 12 * i + j)
+            variables[f"{base}/gamma"], variables[f"{base}/beta"] = rng.uniform(0.5, 1.5, width), rng.normal(0, .1, width)
+            variables[f"{base}/moving_mean"] = rng.normal(0, 0.1, width)
+            variables[f"{base}/moving_variance"] = rng.uniform(0.5, 1.5, width)
+    variables = {name: value if value.dtype == np.int64 else value.astype(np.float32) for name, value in variables.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(variables)
+    tf.raw_ops.SaveV2(prefix=str(folder / "model"), tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[variables[name] for name in names])
+    (folder / "checkpoint").write_text('model_checkpoint_path: "model"\n')
+    return variables
+
+
+@pytest.fixture(scope="session")
+def spleeter_2stems_checkpoint(tmp_path_factory):
+    """A random 2-instrument checkpoint in Spleeter's layout, in a folder named `2stems`: (folder, variables)."""
+    folder = tmp_path_factory.mktemp("spleeter") / "2stems"
+    return folder, write_spleeter_checkpoint(folder, ["vocals", "accompaniment"])
+
+
+def synthetic_song(seconds, rate=44100, seed=0):
+    """A few seconds of stereo music, float32 (samples, 2): a sung-like line over chords, bass and drums.
+
+    The voice is a vibrato harmonic tone with a formant-like spectrum in syllables, in the
+    centre; chords of decaying partials, a bass line and noise-burst drums are panned.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    notes = 220.0 * 2 ** (np.array([0, 3, 5, 7, 5, 3, 0, -2]) / 12)
+    f0 = notes[(t * 2).astype(int) % len(notes)] * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.exp(-((h * f0 - 700) / 500) ** 2) * np.sin(h * phase) / h for h in range(1, 25))
+    voice *= 0.5 + 0.5 * np.sin(np.pi * (t * 4 % 1)) ** 2
+    beat = t % 0.5
+    chords = sum(np.sin(2 * np.pi * f * t) * np.exp(-3 * (t % 2)) for f in (261.6, 329.6, 392.0, 523.3))
+    bass = np.sin(2 * np.pi * 55 * 2 ** (np.floor(t) % 3 / 12) * t) * np.exp(-4 * beat)
+    drums = rng.standard_normal(len(t)) * np.exp(-40 * beat) + np.sin(2 * np.pi * 60 * beat) * np.exp(-20 * beat)
+    left = 0.3 * voice + 0.15 * chords + 0.3 * bass + 0.2 * drums
+    right = 0.3 * voice + 0.1 * chords + 0.3 * bass + 0.25 * drums
+    return (0.8 * np.stack([left, right], 1) / np.abs(np.stack([left, right])).max()).astype(np.float32)

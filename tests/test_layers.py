@@ -13,6 +13,7 @@ from tfsep.layers import (
     MaskMagnitude,
     Masks,
     PhaseReuse,
+    RatioMasks,
     WienerFilter,
     irfft,
     num_frames,
@@ -92,8 +93,55 @@ def test_unit_masks_reconstruct_three_seconds(channels, rng):
     assert np.abs(unit_mask_round_trip(waveform, 4096, 1024) - waveform).max() <= 1e-5
 
 
+@pytest.mark.parametrize("samples", [1, 100, 1023, 1024, 5000])
+def test_pad_end_framing_is_tf_signal_stft_after_n_fft_zeros(samples, rng):
+    waveform = rng.standard_normal((1, samples, 2)).astype(np.float32)
+    spectrum = as_complex(STFT(256, 64, framing="pad_end")(waveform))
+    led = np.concatenate([np.zeros((256, 2), np.float32), waveform[0]]).T
+    reference = tf.signal.stft(led, 256, 64, window_fn=tf.signal.hann_window, pad_end=True).numpy()
+    assert spectrum.shape[1] == num_frames(samples, 64, 256, "pad_end") == reference.shape[1]
+    np.testing.assert_allclose(spectrum[0], reference.transpose(1, 2, 0), atol=2e-5)
+    restored = InverseSTFT(256, 64, framing="pad_end")([STFT(256, 64, framing="pad_end")(waveform), waveform])
+    assert np.abs(restored.numpy() - waveform).max() <= 1e-5
+
+
+@pytest.mark.parametrize("framing", ["center", "pad_end"])
+def test_valid_chunks_on_the_frame_grid_sum_to_the_whole_inverse(framing, rng):
+    n_fft, hop, samples = 256, 64, 3000
+    signal = rng.standard_normal(samples).astype(np.float32)
+    pad = {"center": 128, "pad_end": 256}[framing]
+    frames = num_frames(samples, hop, n_fft, framing)
+    padded = np.zeros((frames - 1) * hop + n_fft, np.float32)
+    padded[pad:pad + samples] = signal
+    summed = np.zeros_like(padded)
+    for first in range(0, frames, 7):  # chunks of 7 frames (the last fewer), each framed `valid`
+        count = min(7, frames - first)
+        chunk = padded[first * hop:first * hop + (count - 1) * hop + n_fft][None, :, None]
+        spectrum = STFT(n_fft, hop, framing="valid")(chunk)
+        assert spectrum.shape[1] == count
+        summed[first * hop:first * hop + chunk.shape[1]] += InverseSTFT(n_fft, hop, framing="valid")(
+            [spectrum, chunk]).numpy()[0, :, 0]
+    middle = slice(pad + n_fft, pad + samples - n_fft)  # where every frame of the grid is present
+    assert np.abs(summed[middle] - signal[n_fft:samples - n_fft]).max() <= 1e-5
+
+
+def test_ratio_masks_follow_spleeters_formula(rng):
+    masks = rng.uniform(size=(1, 5, 9, 2, 3)).astype(np.float32)
+    magnitude = rng.uniform(size=(1, 5, 9, 2)).astype(np.float32)
+    magnitude[0, 0] = 0.0  # a silent frame: every source gets 1 / 3
+    ratio = RatioMasks(2.0)([masks, magnitude]).numpy()
+    powers = (masks * magnitude[..., None]) ** 2
+    expected = (powers + 1e-10 / 3) / (powers.sum(-1, keepdims=True) + 1e-10)
+    np.testing.assert_allclose(ratio, expected, rtol=1e-6)
+    np.testing.assert_allclose(ratio.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(ratio[0, 0], 1 / 3, rtol=1e-6)
+    with pytest.raises(ValueError, match="exponent"):
+        RatioMasks(0.0)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"n_fft": 1000}, {"n_fft": 256, "hop": 129}, {"n_fft": 256, "hop": 0}, {"window": "triangle"}]
+    "kwargs", [{"n_fft": 1000}, {"n_fft": 256, "hop": 129}, {"n_fft": 256, "hop": 0}, {"window": "triangle"},
+               {"n_fft": 256, "hop": 64, "framing": "reflect"}]
 )
 def test_bad_stft_settings_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -21,6 +21,28 @@ def test_logits_have_one_mask_per_bin_channel_and_source(architecture, frames):
     assert np.isfinite(out.numpy()).all()
 
 
+def test_unet_segments_are_independent_and_activations_are_chosen(rng=np.random.default_rng(2)):
+    magnitude = keras.Input((None, 64, 2))
+    logits = networks.unet(magnitude, ("a", "b"), 31.25, filters=2, segment=64, conv_activation="elu",
+                           deconv_activation="leaky_relu")
+    model = keras.Model(magnitude, logits)
+    assert isinstance(model.get_layer("unet_a_act1"), keras.layers.Activation)
+    assert isinstance(model.get_layer("unet_b_deconv_act3"), keras.layers.LeakyReLU)
+    x = rng.uniform(size=(1, 150, 64, 2)).astype(np.float32)
+    changed = x.copy()
+    changed[:, 140:] = 0.0  # only the third segment (frames 128-191, zero-padded past 150) changes
+    out, out_changed = model(x).numpy(), model(changed).numpy()
+    assert out.shape == (1, 150, 64, 2, 2)
+    np.testing.assert_array_equal(out[:, :128], out_changed[:, :128])
+    assert np.abs(out[:, 128:] - out_changed[:, 128:]).max() > 1e-4
+    alone = model(x[:, 64:128]).numpy()  # a segment on its own computes what it computes among the others
+    np.testing.assert_allclose(alone, out[:, 64:128], atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        networks.unet(magnitude, ("a",), 31.25, segment=100)
+    with pytest.raises(ValueError, match="activation"):
+        networks.unet(magnitude, ("a",), 31.25, conv_activation="gelu")
+
+
 @pytest.mark.parametrize("bins, bands", [(1487, 32), (129, 8), (10, 10), (5, 1)])
 def test_band_edges_cover_every_bin_once_narrow_at_low_frequencies(bins, bands):
     edges = networks.band_edges(bins, bands, 44100 / 4096)

@@ -79,17 +79,32 @@ def run_evaluate(args):
     model = None if args.oracle or args.estimates else (args.model or "default")
     report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
                       report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs,
-                      max_tracks=args.max_tracks, progress=not args.quiet)
+                      max_tracks=args.max_tracks, progress=not args.quiet, remainder=args.remainder)
     print(markdown_table(report), end="")
     print(f"report written to {args.report}")
+    return 0
+
+
+def run_convert(args):
+    from tfsep.audio import replace_atomically
+    from tfsep.spleeter import convert
+
+    if args.output.suffix != ".keras":
+        raise ValueError(f"{args.output}: the output must be a .keras file")
+    if args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
+    model = convert(args.checkpoint, args.config)
+    replace_atomically(args.output, lambda partial: model.save(partial), suffix=".keras")
+    print(f"converted {args.checkpoint} ({', '.join(model.sources)}) to {args.output}")
     return 0
 
 
 def run_export(args):
     from tfsep.export import export_savedmodel, export_tflite
     from tfsep.models import load_model
+    from tfsep.pretrained import resolve
 
-    model = load_model(args.model)
+    model = load_model(resolve(args.model))
     if args.format == "tflite":
         target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context)
         form = "whole clips" if args.stream_block is None else "streaming"
@@ -102,6 +117,10 @@ def run_export(args):
     target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
+
+
+MODEL_HELP = ("a .keras model, a whole-clip .tflite file, or a pretrained name: spleeter:2stems (fetched and "
+              "converted on first use); default: the shipped model")
 
 
 def build_parser():
@@ -133,16 +152,18 @@ def build_parser():
     )
     separate.add_argument("inputs", nargs="+", metavar="INPUT", type=Path)
     separate.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
-    separate.add_argument("--model", type=Path,
-                              help="a .keras model or whole-clip .tflite file (default: the shipped model)")
+    separate.add_argument("--model", help=MODEL_HELP)
     separate.add_argument("--template", default="{track}/{source}.wav",
                           help="output path inside the folder, with {track} and {source}; .wav or .flac "
                           "(default {track}/{source}.wav)")
     separate.add_argument("--bits", choices=["16", "24", "float"], default="float", help="sample format (float)")
     separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
-    separate.add_argument("--chunk", type=float, default=7.0, help="chunk length in seconds (7)")
-    separate.add_argument("--overlap", type=float, default=2.0, help="crossfade between chunks in seconds (2)")
+    separate.add_argument("--chunk", type=float, default=7.0,
+                          help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
+    separate.add_argument("--overlap", type=float,
+                          help="crossfade between chunks in seconds (2; Spleeter models take none: their chunks "
+                          "are summed exactly)")
     separate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     separate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     separate.set_defaults(run=run_separate)
@@ -154,13 +175,15 @@ def build_parser():
     )
     evaluate.add_argument("--dataset", type=Path, required=True, help="data set root (MUSDB18-HQ-like tree)")
     evaluate.add_argument("--subset", default="test", choices=["train", "valid", "test"])
-    evaluate.add_argument("--model", type=Path,
-                              help="a .keras model or whole-clip .tflite file (default: the shipped model)")
+    evaluate.add_argument("--model", help=MODEL_HELP)
     evaluate.add_argument("--oracle", choices=["irm", "ibm", "wiener"], help="score an oracle instead of a model")
     evaluate.add_argument("--estimates", type=Path, metavar="DIR",
                           help="score another system's estimates, DIR/<track>/<source>.wav, instead of a model")
     evaluate.add_argument("--sources", nargs="+", default=["vocals", "drums", "bass", "other"],
                           help="stems to score with --oracle (a model brings its own)")
+    evaluate.add_argument("--remainder", metavar="SOURCE",
+                          help="a source that is the rest of the mix: tracks without its file score it against the "
+                          "mixture minus the other sources (e.g. accompaniment for spleeter:2stems)")
     evaluate.add_argument("--report", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations for the model")
     evaluate.add_argument("--jobs", type=int, default=2, help="museval worker processes (2)")
@@ -173,7 +196,7 @@ def build_parser():
         description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/, or as a "
         "TFLite file OUTPUT with builtin ops only.",
     )
-    export.add_argument("model", type=Path, metavar="MODEL", help="a .keras model")
+    export.add_argument("model", metavar="MODEL", help="a .keras model or a pretrained name (spleeter:2stems)")
     export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel")
     export.add_argument("--output", type=Path, required=True,
                         help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
@@ -190,6 +213,20 @@ def build_parser():
                         help="tflite streaming: context on each side of a block, which is also the latency "
                         "(default: the network's receptive field, exact away from the start)")
     export.set_defaults(run=run_export)
+
+    convert = commands.add_parser(
+        "convert", help="convert another system's checkpoint into a tfsep .keras model",
+        description="Convert a Spleeter checkpoint folder (pretrained_models/2stems, 4stems, 5stems, their -16kHz "
+        "forms, or a release archive unpacked) into a tfsep model that computes what Spleeter computes. Reads the "
+        "checkpoint only: no Spleeter install, no TF1 graph.",
+    )
+    convert.add_argument("kind", choices=["spleeter"], help="the checkpoint's system")
+    convert.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="folder with model.index and data")
+    convert.add_argument("--output", type=Path, required=True, help="the .keras file to write")
+    convert.add_argument("--config", help="Spleeter configuration: a published name (2stems, 4stems, 5stems, "
+                         "...-16kHz) or its JSON file (default: from the folder's name, else its U-Net count)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    convert.set_defaults(run=run_convert)
 
     train = commands.add_parser(
         "train", help="train a model with model.fit from a YAML config",

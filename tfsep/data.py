@@ -5,6 +5,10 @@ tfsep's rendered sets (subsets train, valid, test), MUSDB18-HQ (train, test; its
 14-track validation split is taken out of train by name), or any tree with named stems.
 MUSDB18's `.stem.mp4` files load through the optional `musdb` package.
 
+A source may be the remainder of the mix: with `remainder="accompaniment"`, a track that has
+no accompaniment file gets the mixture minus its other sources, as MUSDB18 defines its
+accompaniment, so a vocals/accompaniment model trains and is scored on a four-stem set.
+
 Audio is decoded once into memory, or into `.npy` files in a cache folder that are then
 memory-mapped, for sets larger than RAM. With working tensorflow-io kernels, wav and flac
 are decoded inside tf.data (in parallel, without the GIL); otherwise with soundfile.
@@ -52,7 +56,7 @@ class DatasetError(Exception):
 
 @dataclass(frozen=True)
 class Track:
-    """A track folder: `files` maps "mixture" and each source name to its audio file."""
+    """A track folder: `files` maps "mixture" and each source name to its audio file (None: the remainder)."""
 
     name: str
     files: dict
@@ -60,7 +64,7 @@ class Track:
     def check(self):
         """Raise DatasetError unless every stem has the mixture's length, sample rate and channels."""
         try:
-            found = {name: audio.info(path) for name, path in self.files.items()}
+            found = {name: audio.info(path) for name, path in self.files.items() if path is not None}
         except audio.AudioError as error:
             raise DatasetError(f"track {self.name!r}: {error}") from None
         reference = found["mixture"]
@@ -82,14 +86,17 @@ def _audio_file(folder, name):
     return None
 
 
-def find_tracks(root, subset, sources):
+def find_tracks(root, subset, sources, remainder=None):
     """The checked tracks of `subset` (train, valid or test) under `root`, sorted by name.
 
     For MUSDB18-HQ, which has no valid folder, `valid` is MUSDB18's 14-track validation
-    split and `train` the rest of its train folder. Raises DatasetError naming the track
-    and file for a missing stem, stems whose length, rate or channels differ from the
-    mixture's, or a subset with no tracks.
+    split and `train` the rest of its train folder. The source `remainder`, where a track
+    has no file for it, is the mixture minus the other sources (see `read_stems`). Raises
+    DatasetError naming the track and file for a missing stem, stems whose length, rate or
+    channels differ from the mixture's, or a subset with no tracks.
     """
+    if remainder is not None and remainder not in sources:
+        raise DatasetError(f"the remainder source {remainder!r} is not one of the sources {list(sources)}")
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such data set folder")
@@ -109,8 +116,11 @@ def find_tracks(root, subset, sources):
         files = {}
         for name in ("mixture", *sources):
             files[name] = _audio_file(track_folder, name)
-            if files[name] is None:
-                raise DatasetError(f"track {track_folder.name!r}: missing {name}.wav (or .flac) in {track_folder}")
+            if files[name] is None and name != remainder:
+                hint = "" if name == "mixture" or remainder else (
+                    f"; if {name} is the rest of the mix, make it the remainder source (mixture minus the others)")
+                raise DatasetError(f"track {track_folder.name!r}: missing {name}.wav (or .flac) in {track_folder}"
+                                   f"{hint}")
         track = Track(track_folder.name, files)
         track.check()
         tracks.append(track)
@@ -205,24 +215,58 @@ def load_tracks(tracks, sources, sample_rate, cache_dir=None, workers=4, progres
             stems = track.decode(sample_rate)
             library.append({name: _finite(track, name, stems[name]) for name in sources})
             continue
-        paths = [track.files[name] for name in sources]
+        names = _needed(track, sources)
+        paths = [track.files[name] for name in names]
         if cache_dir is None:
-            signals = decode_files(paths, sample_rate, workers)
-            library.append({name: _finite(track, path, signal) for name, path, signal in zip(sources, paths, signals)})
-            continue
-        cached = [_cache_path(cache_dir, path, sample_rate) for path in paths]
-        missing = [i for i, path in enumerate(cached) if not path.is_file()]
-        for i, signal in zip(missing, decode_files([paths[i] for i in missing], sample_rate, workers)):
-            _finite(track, paths[i], signal)
-            cached[i].parent.mkdir(parents=True, exist_ok=True)
-            partial = cached[i].with_suffix(".part.npy")
-            np.save(partial, signal)
-            partial.replace(cached[i])
-        library.append({name: np.load(path, mmap_mode="r") for name, path in zip(sources, cached)})
+            signals = [_finite(track, path, signal) for path, signal in zip(paths, decode_files(paths, sample_rate,
+                                                                                                  workers))]
+        else:
+            signals = _cached(track, paths, sample_rate, cache_dir, workers)
+        library.append(_with_remainder(track, dict(zip(names, signals)), sources))
     channels = {stems[sources[0]].shape[1] for stems in library}
     if len(channels) > 1:
         raise DatasetError(f"tracks differ in channel count ({sorted(channels)}); convert them to one count first")
     return library
+
+
+def _needed(track, sources):
+    """The files to decode for `sources`: each source's, and the mixture's where one is the remainder."""
+    missing = [name for name in sources if track.files[name] is None]
+    return [name for name in sources if name not in missing] + ["mixture"] * bool(missing)
+
+
+def _with_remainder(track, signals, sources):
+    """{source: signal} for `sources` from decoded `signals`; a source without a file is the mixture minus the rest."""
+    stems = {}
+    for name in sources:
+        if track.files[name] is None:
+            others = [signals[other] for other in sources if other != name]
+            stems[name] = (signals["mixture"] - np.sum(others, axis=0)).astype(np.float32)
+        else:
+            stems[name] = signals[name]
+    return stems
+
+
+def read_stems(track, sources, sample_rate=None):
+    """(mixture (samples, channels), {source: stem}, rate) of a track, read whole; the remainder as in `load_tracks`."""
+    names = ["mixture", *[name for name in sources if track.files[name] is not None]]
+    signals, rate = {}, None
+    for name in names:
+        signals[name], rate = audio.read(track.files[name], sample_rate)
+    return signals["mixture"], _with_remainder(track, signals, sources), rate
+
+
+def _cached(track, paths, sample_rate, cache_dir, workers):
+    """The signals of `paths`, decoded once into `.npy` files in `cache_dir` and memory-mapped from there."""
+    cached = [_cache_path(cache_dir, path, sample_rate) for path in paths]
+    missing = [i for i, path in enumerate(cached) if not path.is_file()]
+    for i, signal in zip(missing, decode_files([paths[i] for i in missing], sample_rate, workers)):
+        _finite(track, paths[i], signal)
+        cached[i].parent.mkdir(parents=True, exist_ok=True)
+        partial = cached[i].with_suffix(".part.npy")
+        np.save(partial, signal)
+        partial.replace(cached[i])
+    return [np.load(path, mmap_mode="r") for path in cached]
 
 
 def _finite(track, path, signal):

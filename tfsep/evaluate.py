@@ -30,9 +30,8 @@ PLOT_SECONDS = 20.0
 
 def _read_track(track, sources, sample_rate=None):
     """(mixture (samples, channels), references (sources, samples, channels), rate) of a data set track."""
-    mixture, rate = audio.read(track.files["mixture"], sample_rate)
-    references = np.stack([audio.read(track.files[source], sample_rate)[0] for source in sources])
-    return mixture, references, rate
+    mixture, stems, rate = data.read_stems(track, sources, sample_rate)
+    return mixture, np.stack([stems[source] for source in sources]), rate
 
 
 def _estimate(separator, oracle, estimates, track, mixture, references, rate, n_fft, hop):
@@ -66,7 +65,7 @@ def _read_estimates(folder, sources, references, rate):
 
 
 def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, report=None, sources=SOURCES,
-             wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True):
+             wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True, remainder=None):
     """Separate every track of `subset` and score it; returns the metrics dict written to `report`/metrics.json.
 
     Give one of `model` (a `.keras` path, a SeparationModel, or "default" for the shipped
@@ -74,7 +73,9 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     `n_fft`/`hop`) or `estimates`, a folder of another system's estimates laid out as
     ESTIMATES/<track>/<source>.wav (museval's layout), scored as they are. Model estimates
     are computed at the model's rate and written back at the track's rate, as
-    `tfsep separate` does.
+    `tfsep separate` does. `remainder` names a source that tracks without a file for it
+    take as the mixture minus the other sources (`data.find_tracks`), e.g. `accompaniment`
+    for a vocals/accompaniment model on a four-stem set.
     """
     for module in ("museval", "matplotlib"):
         if importlib.util.find_spec(module) is None:
@@ -91,7 +92,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
             None if model == "default" else model, wiener_iterations=wiener)
         sources = separator.sources
     sources = tuple(sources)
-    tracks = data.find_tracks(dataset, subset, sources)[:max_tracks]
+    tracks = data.find_tracks(dataset, subset, sources, remainder)[:max_tracks]
 
     results, futures = {}, {}
     context = multiprocessing.get_context("spawn")  # TensorFlow's threads do not survive a fork

@@ -36,7 +36,7 @@ import tensorflow as tf
 import tfsep
 from tfsep import audio, networks
 from tfsep._keras import keras
-from tfsep.models import reconfigure
+from tfsep.models import chunk_model, describe, reconfigure
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8")
 TFLITE_METADATA = "tfsep"
@@ -45,14 +45,8 @@ UNBOUNDED_CONTEXT_SECONDS = 3.0  # streaming context for networks whose reach ha
 
 
 def metadata(model):
-    """What an exported model needs to say about itself: sources, rate, channels, STFT, versions."""
-    config = model.get_config()
-    return {
-        "sources": list(model.sources), "sample_rate": model.sample_rate, "channels": config["channels"],
-        "n_fft": config["n_fft"], "hop": config["hop"], "window": config["window"],
-        "wiener_iterations": config["wiener_iterations"], "architecture": config["architecture"],
-        "tfsep_version": tfsep.__version__,
-    }
+    """What an exported model needs to say about itself: `models.describe` and the tfsep version."""
+    return {**describe(model), "tfsep_version": tfsep.__version__}
 
 
 class _Serving(tf.Module):
@@ -180,7 +174,10 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
     (dynamic-range quantisation: int8 weights, float activations). Without `block_seconds`
     the file separates whole clips of any length; with it, it is `streaming_model`'s
     block-by-block form (block and latency in its metadata). umx's LSTMs become
-    `FusedLSTM`s, with the same weights. The file is written atomically.
+    `FusedLSTM`s, with the same weights. A whole-clip file of a model that cuts its frames
+    into segments also holds a `chunk` signature, the model's `valid` form
+    (`models.chunk_model`), through which `Separator` sums chunks exactly; the two
+    signatures share each weight buffer. The file is written atomically.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
@@ -197,6 +194,8 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
         description.update(streaming)
     try:
         flatbuffer = convert_to_tflite(converted, quantize)
+        if block_seconds is None and description["segment_frames"]:
+            flatbuffer = merge_signatures(flatbuffer, convert_to_tflite(chunk_model(model), quantize), "chunk")
     except Exception as error:  # the converter's own message names the ops it could not map
         raise ValueError(f"{config['architecture']} does not convert to TFLite builtin ops "
                          f"({_conversion_failure(str(error))})") from None
@@ -231,6 +230,52 @@ def convert_to_tflite(model, quantize="none"):
     for options in clipped:
         options.cellClip = 0.0
     return bytes(flatbuffer_utils.convert_object_to_bytearray(converted))
+
+
+def merge_signatures(primary, secondary, key):
+    """One TFLite flatbuffer with the subgraphs and signatures of `primary` and, as `key`, the signature of
+    `secondary`, each distinct buffer stored once (the converter freezes one signature per file, and
+    two forms of one model hold the same weights)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    merged = flatbuffer_utils.convert_bytearray_to_object(bytearray(primary))
+    other = flatbuffer_utils.convert_bytearray_to_object(bytearray(secondary))
+    if len(other.signatureDefs) != 1:
+        raise ValueError(f"the {key} form has {len(other.signatureDefs)} signatures, not one")
+    stored = {bytes(buffer.data): index for index, buffer in enumerate(merged.buffers) if buffer.data is not None}
+
+    def buffer_index(index):
+        data = other.buffers[index].data
+        if data is None or not len(data):
+            return 0  # the empty buffer of tensors without data
+        if bytes(data) not in stored:
+            stored[bytes(data)] = len(merged.buffers)
+            merged.buffers.append(other.buffers[index])
+        return stored[bytes(data)]
+
+    codes = {}
+    for index, code in enumerate(other.operatorCodes):
+        key_of = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+        matches = [i for i, c in enumerate(merged.operatorCodes)
+                   if (c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version) == key_of]
+        if not matches:
+            merged.operatorCodes.append(code)
+            matches = [len(merged.operatorCodes) - 1]
+        codes[index] = matches[0]
+    offset = len(merged.subgraphs)
+    for subgraph in other.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.buffer = buffer_index(tensor.buffer)
+        for operator in subgraph.operators:
+            operator.opcodeIndex = codes[operator.opcodeIndex]
+            for name, value in list(getattr(operator.builtinOptions, "__dict__", {}).items()):
+                if name.endswith("SubgraphIndex"):  # control flow (WHILE, IF, CALL_ONCE) names subgraphs
+                    setattr(operator.builtinOptions, name, value + offset)
+        merged.subgraphs.append(subgraph)
+    signature = other.signatureDefs[0]
+    signature.signatureKey, signature.subgraphIndex = key, signature.subgraphIndex + offset
+    merged.signatureDefs.append(signature)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(merged))
 
 
 def _conversion_failure(message):

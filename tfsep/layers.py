@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfsep._keras import keras
 
 WINDOWS = ("hann", "hamming", "blackman")
+FRAMINGS = ("center", "pad_end", "valid")
 MASK_ACTIVATIONS = ("sigmoid", "softmax")
 MASK_EXTENSIONS = ("average", "edge", "zeros")
 
@@ -39,19 +40,40 @@ def window_array(window, n_fft):
     return values.astype(np.float32)
 
 
-def check_stft_settings(n_fft, hop, window):
-    """Raise ValueError unless `n_fft` is a power of two, 1 <= hop <= n_fft // 2 and the window is known."""
+def check_stft_settings(n_fft, hop, window, framing="center"):
+    """Raise ValueError unless `n_fft` is a power of two, 1 <= hop <= n_fft // 2, and window and framing are known."""
     if not isinstance(n_fft, int) or n_fft < 2 or n_fft & (n_fft - 1):
         raise ValueError(f"n_fft must be a power of two >= 2, got {n_fft!r}")
     if not isinstance(hop, int) or not 1 <= hop <= n_fft // 2:
         raise ValueError(f"hop must be an integer in [1, n_fft // 2 = {n_fft // 2}], got {hop!r}")
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
 
 
-def num_frames(samples, hop):
-    """Frames that `STFT` gives for `samples` samples: 1 + ceil(samples / hop)."""
-    return 1 + (samples + hop - 1) // hop
+def leading_pad(n_fft, framing="center"):
+    """Zeros that `STFT` puts before the signal: n_fft // 2 (`center`), n_fft (`pad_end`) or none (`valid`)."""
+    return {"center": n_fft // 2, "pad_end": n_fft, "valid": 0}[framing]
+
+
+def num_frames(samples, hop, n_fft=None, framing="center"):
+    """Frames that `STFT` gives for `samples` samples (a number or a scalar tensor).
+
+    center: 1 + ceil(samples / hop); pad_end: ceil((samples + n_fft) / hop); valid:
+    1 + (samples − n_fft) // hop, the frames that fit inside the signal.
+    """
+    if framing == "center":
+        return 1 + (samples + hop - 1) // hop
+    if framing == "pad_end":
+        return (samples + n_fft + hop - 1) // hop
+    return 1 + (samples - n_fft) // hop
+
+
+def steady_window_sum(window, hop):
+    """Σ_r w²[m + r·hop] for m in [0, hop): the overlap-added squared window where no frame is missing."""
+    squared = np.pad(window.astype(np.float64) ** 2, (0, -len(window) % hop))
+    return squared.reshape(-1, hop).sum(0).astype(np.float32)
 
 
 def irfft(real, imag, n_fft):
@@ -112,37 +134,46 @@ class Float32Layer(keras.layers.Layer):
 class _FourierLayer(Float32Layer):
     """Holds and checks the STFT settings shared by `STFT` and `InverseSTFT`."""
 
-    def __init__(self, n_fft=4096, hop=1024, window="hann", **kwargs):
+    def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", **kwargs):
         super().__init__(**kwargs)
-        check_stft_settings(n_fft, hop, window)
+        check_stft_settings(n_fft, hop, window, framing)
         self.n_fft = n_fft
         self.hop = hop
         self.window = window
+        self.framing = framing
         self._window = window_array(window, n_fft)
 
     def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop, "window": self.window}
+        config = {"n_fft": self.n_fft, "hop": self.hop, "window": self.window, "framing": self.framing}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class STFT(_FourierLayer):
-    """Centred short-time Fourier transform.
+    """Short-time Fourier transform, framed as `framing` says.
 
-    The waveform is zero-padded by n_fft // 2 on the left, and on the right by n_fft // 2
-    plus what fills the last hop, so that every sample lies where the frames' summed
-    squared window is well away from zero and `InverseSTFT` restores it exactly.
+    - `center` (frames centred on 0, hop, 2·hop, ...): the waveform is zero-padded by
+      n_fft // 2 on the left, and on the right by n_fft // 2 plus what fills the last hop,
+      so that every sample lies where the frames' summed squared window is well away from
+      zero and `InverseSTFT` restores it exactly; frames = 1 + ceil(samples / hop).
+    - `pad_end` (Spleeter's framing): n_fft zeros before the signal, a frame every hop from
+      the first of them, the last frames zero-padded at their end as `tf.signal.stft(...,
+      pad_end=True)` pads them; frames = ceil((samples + n_fft) / hop).
+    - `valid`: no padding, only the frames that lie inside the waveform; frames =
+      1 + (samples − n_fft) // hop. For overlap-added chunks (see `InverseSTFT`).
 
-    Input: waveform (batch, samples, channels), any samples >= 1 and any channels.
-    Output: spectrum (batch, frames, bins, channels, 2), frames = 1 + ceil(samples / hop),
-    bins = n_fft // 2 + 1, last axis (real, imaginary).
+    Input: waveform (batch, samples, channels), any samples >= 1 (>= n_fft for `valid`) and
+    any channels. Output: spectrum (batch, frames, bins, channels, 2), bins = n_fft // 2 + 1,
+    last axis (real, imaginary).
     """
 
     def call(self, waveform):
         waveform = tf.convert_to_tensor(waveform, tf.float32)
         samples = tf.shape(waveform)[1]
-        frames = num_frames(samples, self.hop)
-        pad_right = (frames - 1) * self.hop + self.n_fft // 2 - samples
-        padded = tf.pad(waveform, [[0, 0], [self.n_fft // 2, pad_right], [0, 0]])
+        frames = num_frames(samples, self.hop, self.n_fft, self.framing)
+        pad_left = leading_pad(self.n_fft, self.framing)
+        pad_right = tf.maximum(0, (frames - 1) * self.hop + self.n_fft - pad_left - samples)
+        padded = tf.pad(waveform, [[0, 0], [pad_left, pad_right], [0, 0]])
         spectrum = tf.signal.stft(
             tf.transpose(padded, [0, 2, 1]),
             frame_length=self.n_fft,
@@ -155,7 +186,7 @@ class STFT(_FourierLayer):
 
     def compute_output_shape(self, input_shape):
         batch, samples, channels = input_shape
-        frames = None if samples is None else num_frames(samples, self.hop)
+        frames = None if samples is None else num_frames(samples, self.hop, self.n_fft, self.framing)
         return (batch, frames, self.n_fft // 2 + 1, channels, 2)
 
 
@@ -163,8 +194,13 @@ class STFT(_FourierLayer):
 class InverseSTFT(_FourierLayer):
     """Inverse of `STFT` by weighted overlap-add, cropped to the length of a reference waveform.
 
-    Each frame is inverse-transformed, windowed and overlap-added; the sum is divided by the
-    overlap-added squared window of the frames present, then the centre padding is cropped.
+    Each frame is inverse-transformed, windowed and overlap-added, then the padding of
+    `framing` is cropped. `center` and `pad_end` divide the sum by the overlap-added squared
+    window of the frames present (for `pad_end` that is the steady-state sum everywhere in
+    the crop, e.g. 3/2 for a Hann window at a quarter hop, so it equals Spleeter's 2/3
+    scaling). `valid` divides by the steady-state sum everywhere (`steady_window_sum`) and
+    leaves the first and last n_fft − hop samples partial: summed where chunks that start a
+    whole number of hops apart overlap, such outputs give the inverse of the whole signal.
 
     Inputs: [spectrum (batch, frames, bins, *dims, 2), reference (batch, samples, ...)], where
     only the reference's length is used. Output: (batch, samples, *dims).
@@ -180,9 +216,13 @@ class InverseSTFT(_FourierLayer):
         flat = tf.reshape(spectrum, tf.concat([shape[:3], [-1, 2]], axis=0))
         flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
         frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
-        signal = overlap_add(frame_signals * self._window, self.hop)  # (batch, dims, padded samples)
-        window_sum = overlap_add(tf.tile(tf.expand_dims(self._window**2, 0), [frames, 1]), self.hop)
-        start = self.n_fft // 2
+        signal = overlap_add(frame_signals * self._window, self.hop)  # (batch, dims, (frames − 1)·hop + n_fft)
+        if self.framing == "valid":
+            signal = tf.pad(signal, [[0, 0], [0, 0], [0, tf.maximum(0, samples - tf.shape(signal)[2])]])
+            window_sum = tf.tile(steady_window_sum(self._window, self.hop), [samples // self.hop + 1])
+        else:
+            window_sum = overlap_add(tf.tile(tf.expand_dims(self._window**2, 0), [frames, 1]), self.hop)
+        start = leading_pad(self.n_fft, self.framing)
         signal = tf.slice(signal, [0, 0, start], [-1, -1, samples]) / tf.slice(window_sum, [start], [samples])
         signal = tf.transpose(signal, [0, 2, 1])  # (batch, samples, dims)
         return tf.reshape(signal, tf.concat([[shape[0], samples], dims], axis=0))
@@ -245,6 +285,38 @@ class Masks(Float32Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class RatioMasks(Float32Layer):
+    """Ratio masks of the masked magnitudes, as Spleeter forms them from its networks' outputs.
+
+    With y_k = M_k ⊙ |X|: M'_k = (y_k^p + eps / K) / (Σ_j y_j^p + eps) for K sources and
+    `exponent` p. They lie in [0, 1] and sum to 1 over the sources; where every y_k is 0
+    (silence), each is 1 / K.
+
+    Inputs: [masks (batch, frames, bins, channels, sources), magnitude (batch, frames, bins, channels)].
+    Output: masks, the shape of the input masks.
+    """
+
+    def __init__(self, exponent=2.0, eps=1e-10, **kwargs):
+        super().__init__(**kwargs)
+        if not exponent > 0:
+            raise ValueError(f"ratio mask exponent must be positive, got {exponent!r}")
+        self.exponent = exponent
+        self.eps = eps
+
+    def call(self, inputs):
+        masks, magnitude = inputs
+        powers = (tf.cast(masks, tf.float32) * tf.expand_dims(magnitude, -1)) ** self.exponent
+        sources = masks.shape[-1]
+        return (powers + self.eps / sources) / (tf.reduce_sum(powers, axis=-1, keepdims=True) + self.eps)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "exponent": self.exponent, "eps": self.eps}
 
 
 @keras.saving.register_keras_serializable(package="tfsep")

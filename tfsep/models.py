@@ -1,7 +1,7 @@
 """The end-to-end separation model: one Keras functional graph, waveform in, stems out.
 
     X = STFT(mixture)                       spectrum (batch, frames, bins, channels, 2)
-    M = masks(network(|X| below the cutoff)), extended to every bin
+    M = masks(network(|X| below the cutoff)), optionally as ratio masks, extended to every bin
     |Ŷ_k| = M_k ⊙ |X|                       stem magnitudes
     Ȳ_k = |Ŷ_k| ⊙ exp(j∠X)                 mixture phase reused, then optional Wiener EM
     ŝ_k = iSTFT(Ȳ_k), cropped to the mixture's length
@@ -23,6 +23,7 @@ from tfsep.layers import (
     MaskMagnitude,
     Masks,
     PhaseReuse,
+    RatioMasks,
     SplitSources,
     WienerFilter,
     check_stft_settings,
@@ -68,8 +69,12 @@ class SeparationModel(keras.Model):
         sources: source names; they name the outputs.
         sample_rate, channels: what the model expects at its input.
         n_fft, hop, window: STFT settings (n_fft a power of two, hop <= n_fft // 2).
+        framing: how the STFT frames the waveform (`layers.STFT`): `center`, or `pad_end`
+            (n_fft zeros before the signal, as Spleeter frames it).
         bandwidth: the network sees bins up to this frequency (Hz); None for all bins.
         mask_activation: `sigmoid` (each mask in [0, 1]) or `softmax` (masks sum to 1).
+        ratio_mask_exponent: None, or p: the masks M_k become ratio masks of the masked
+            magnitudes, (M_k|X|)^p / Σ_j (M_j|X|)^p (`layers.RatioMasks`; Spleeter's p = 2).
         mask_extension: how masks cover the bins above `bandwidth`: `average`, `edge` or `zeros`.
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
         size: network size preset, `tiny`, `small` or `base`.
@@ -85,8 +90,10 @@ class SeparationModel(keras.Model):
         n_fft=4096,
         hop=1024,
         window="hann",
+        framing="center",
         bandwidth=16000.0,
         mask_activation="sigmoid",
+        ratio_mask_exponent=None,
         mask_extension="average",
         wiener_iterations=0,
         size="base",
@@ -95,20 +102,22 @@ class SeparationModel(keras.Model):
     ):
         sources = tuple(sources)
         _check_model_settings(sources, sample_rate, channels, bandwidth)
-        check_stft_settings(n_fft, hop, window)
+        check_stft_settings(n_fft, hop, window, framing)
         options = networks.network_options(architecture, size, network)
 
         mixture = keras.Input(shape=(None, channels), name="waveform")
-        spectrum = STFT(n_fft, hop, window, name="stft")(mixture)
+        spectrum = STFT(n_fft, hop, window, framing, name="stft")(mixture)
         magnitude = Magnitude(name="magnitude")(spectrum)
         processed = CropBins(max_bin(sample_rate, n_fft, bandwidth), name="crop_bins")(magnitude)
         logits = networks.NETWORKS[architecture](processed, sources, sample_rate / n_fft, **options)
         masks = Masks(mask_activation, name="masks")(logits)
+        if ratio_mask_exponent is not None:
+            masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
         stem_magnitudes = MaskMagnitude(name="stem_magnitudes")([masks, magnitude])
         stem_spectra = PhaseReuse(name="phase_reuse")([stem_magnitudes, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
-        stems = InverseSTFT(n_fft, hop, window, name="istft")([stem_spectra, mixture])
+        stems = InverseSTFT(n_fft, hop, window, framing, name="istft")([stem_spectra, mixture])
         outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))
         super().__init__(inputs=mixture, outputs=outputs, name=name)
 
@@ -120,8 +129,10 @@ class SeparationModel(keras.Model):
             "n_fft": n_fft,
             "hop": hop,
             "window": window,
+            "framing": framing,
             "bandwidth": bandwidth,
             "mask_activation": mask_activation,
+            "ratio_mask_exponent": ratio_mask_exponent,
             "mask_extension": mask_extension,
             "wiener_iterations": wiener_iterations,
             "size": size,
@@ -152,14 +163,23 @@ _MODEL_ARGUMENTS = set(inspect.signature(SeparationModel.__init__).parameters) -
 def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **options):
     """Build a `SeparationModel`.
 
-    `options` are the model's other arguments (n_fft, hop, window, bandwidth, channels,
-    mask_activation, mask_extension, wiener_iterations, size) and the network's own
+    `options` are the model's other arguments (n_fft, hop, window, framing, bandwidth,
+    channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations, size) and the network's own
     options (e.g. `hidden` for umx, `filters` for unet, `bands`/`features`/`blocks` for
     bandconv), which override the size preset. Unknown options raise ValueError.
     """
     model_options = {key: value for key, value in options.items() if key in _MODEL_ARGUMENTS}
     network_options = {key: value for key, value in options.items() if key not in _MODEL_ARGUMENTS}
     return SeparationModel(architecture, sources, sample_rate, network=network_options, **model_options)
+
+
+def describe(model):
+    """What running `model` takes: sources, rate, channels, STFT settings and segment length (0: none)."""
+    config = model.get_config()
+    options = networks.network_options(config["architecture"], config["size"], config["network"])
+    keys = ("sample_rate", "channels", "n_fft", "hop", "window", "framing", "wiener_iterations", "architecture")
+    return {"sources": list(model.sources), **{key: config[key] for key in keys},
+            "segment_frames": networks.segment_frames(config["architecture"], options) or 0}
 
 
 def spectrogram_model(model):
@@ -175,6 +195,25 @@ def spectrogram_model(model):
         "stem_magnitudes": model.get_layer("stem_magnitudes").output,
     }
     return keras.Model(model.input, outputs, name=f"{model.name}_spectrogram")
+
+
+def chunk_model(model):
+    """`model` framed `valid` (`layers.STFT`), sharing its layers and weights: the form for summed chunks.
+
+    It takes waveform chunks (batch, samples >= n_fft, channels) and computes the frames that
+    lie inside each, so a chunk's frames are frames of the whole signal wherever it starts
+    on the whole signal's frame grid; its stems have the chunk's length, the first and last
+    n_fft − hop samples partial, and the stems of chunks that tile the grid, summed where they
+    overlap, are the stems of the whole signal (see `separate.summed_chunks`).
+    """
+    config = model.get_config()
+    stft = (config["n_fft"], config["hop"], config["window"], "valid")
+    core = keras.Model(model.get_layer("stft").output, model.get_layer("wiener").output, name=f"{model.name}_core")
+    waveform = keras.Input(shape=(None, config["channels"]), name="waveform")
+    stem_spectra = core(STFT(*stft, name="stft_valid")(waveform))
+    stems = InverseSTFT(*stft, name="istft_valid")([stem_spectra, waveform])
+    outputs = dict(zip(model.sources, SplitSources(len(model.sources), name="split_sources")(stems)))
+    return keras.Model(waveform, outputs, name=f"{model.name}_chunks")
 
 
 def reconfigure(model, **changes):

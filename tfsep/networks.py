@@ -266,10 +266,76 @@ class CropLike(layers.Layer):
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
 
 
-def unet(magnitude, sources, bin_hz, *, filters=16):
-    """Spleeter-like U-Net per source: 6 strided 5×5 conv levels with `filters`·2^i channels (`bin_hz` is unused)."""
+ACTIVATIONS = ("leaky_relu", "relu", "elu")
+
+
+def _activation(kind, name):
+    """A Keras activation layer: `leaky_relu` (slope 0.2, as Spleeter), `relu` or `elu`."""
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"unet activation must be one of {ACTIVATIONS}, got {kind!r}")
+    if kind == "leaky_relu":
+        return layers.LeakyReLU(0.2, name=name)
+    return layers.Activation(kind, name=name)
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class SplitSegments(layers.Layer):
+    """Cut the frames into independent segments of `frames` frames, the last one zero-padded.
+
+    Input: (batch, total, bins, channels). Output: (batch · ceil(total / frames), frames, bins, channels).
+    """
+
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def call(self, x):
+        _, _, bins, channels = x.shape
+        padded = tf.pad(x, [[0, 0], [0, -tf.shape(x)[1] % self.frames], [0, 0], [0, 0]])
+        return tf.reshape(padded, [-1, self.frames, bins, channels])
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.frames, *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class JoinSegments(layers.Layer):
+    """Undo `SplitSegments`: [segments (batch · n, frames, bins, c), reference (batch, total, ...)] -> (batch, total, bins, c)."""
+
+    def call(self, inputs):
+        segments, reference = inputs
+        bins, channels = segments.shape[2:]
+        batch, total = tf.shape(reference)[0], tf.shape(reference)[1]
+        return tf.reshape(segments, [batch, -1, bins, channels])[:, :total]
+
+    def compute_output_shape(self, input_shape):
+        segments_shape, reference_shape = input_shape
+        return (reference_shape[0], reference_shape[1], *segments_shape[2:])
+
+
+def unet(magnitude, sources, bin_hz, *, filters=16, conv_activation="leaky_relu", deconv_activation="relu",
+         segment=None):
+    """Spleeter-like U-Net per source: 6 strided 5×5 conv levels with `filters`·2^i channels (`bin_hz` is unused).
+
+    Encoder level: conv -> batch norm -> `conv_activation`; the decoder starts from the 6th
+    convolution's raw output, and each level is transposed conv -> `deconv_activation` ->
+    batch norm (-> dropout 0.5 on the first three), joined to the raw output of the
+    matching convolution. A 4×4 convolution with dilation 2 gives one logit per channel.
+
+    segment: None to run on every frame at once (frames and bins zero-padded to a multiple
+    of 64 and cropped back), or a number of frames (a multiple of 64): the frames are cut
+    into independent segments of that length, the last one zero-padded, as Spleeter cuts
+    them (512); each frame's logits then depend only on the frames of its own segment.
+    """
     _, _, bins, channels = magnitude.shape
+    if segment is not None and (not isinstance(segment, int) or segment < 64 or segment % 64):
+        raise ValueError(f"unet option segment must be None or a multiple of 64 frames, got {segment!r}")
     x = Standardize(name="input_standardize")(magnitude)
+    if segment is not None:
+        x = SplitSegments(segment, name="unet_segments")(x)
     padded = PadToMultiple(2**6, name="unet_pad")(x)
     logits = []
     for name in sources:
@@ -280,20 +346,22 @@ def unet(magnitude, sources, bin_hz, *, filters=16):
             skips.append(conv(encoded))
             if level < 5:
                 encoded = layers.BatchNormalization(name=f"{prefix}_bn{level + 1}")(skips[-1])
-                encoded = layers.LeakyReLU(0.2, name=f"{prefix}_lrelu{level + 1}")(encoded)
+                encoded = _activation(conv_activation, f"{prefix}_act{level + 1}")(encoded)
         decoded = skips.pop()
         for level in range(6):
             width = filters * 2 ** (4 - level) if level < 5 else 1
-            decoded = layers.Conv2DTranspose(
-                width, 5, strides=2, padding="same", activation="relu", name=f"{prefix}_deconv{level + 1}"
-            )(decoded)
+            decoded = layers.Conv2DTranspose(width, 5, strides=2, padding="same",
+                                             name=f"{prefix}_deconv{level + 1}")(decoded)
+            decoded = _activation(deconv_activation, f"{prefix}_deconv_act{level + 1}")(decoded)
             decoded = layers.BatchNormalization(name=f"{prefix}_bn{level + 7}")(decoded)
             if level < 3:
                 decoded = layers.Dropout(0.5, name=f"{prefix}_dropout{level + 1}")(decoded)
             if level < 5:
                 decoded = layers.Concatenate(name=f"{prefix}_skip{level + 1}")([skips.pop(), decoded])
         out = layers.Conv2D(channels, 4, dilation_rate=2, padding="same", name=f"{prefix}_logits")(decoded)
-        out = CropLike(name=f"{prefix}_crop")([out, magnitude])
+        out = CropLike(name=f"{prefix}_crop")([out, x])
+        if segment is not None:
+            out = JoinSegments(name=f"{prefix}_join")([out, magnitude])
         logits.append(layers.Reshape((-1, bins, channels, 1), name=f"{prefix}_expand")(out))
     if len(logits) == 1:
         return logits[0]
@@ -446,3 +514,8 @@ def receptive_field(architecture, options):
     defaults = {p.name: p.default for p in inspect.signature(bandconv).parameters.values() if p.kind is p.KEYWORD_ONLY}
     options = {**defaults, **options}
     return options["kernel"] // 2 * (2 ** options["blocks"] - 1)
+
+
+def segment_frames(architecture, options):
+    """The length in frames of the independent segments that the network cuts its input into, or None."""
+    return options.get("segment") if architecture == "unet" else None

@@ -1,11 +1,19 @@
-"""Separator: a SeparationModel applied to arrays and files of any length, in overlapping chunks.
+"""Separator: a SeparationModel applied to arrays and files of any length, in chunks.
 
-A mixture is cut into chunks of `chunk_seconds` that overlap by `overlap_seconds`; each
-chunk goes through the model on its own, and neighbouring chunks are crossfaded linearly
-over their overlap, so memory depends on the chunk length, never on the file's. Chunks
-start on multiples of the STFT hop, so their frames are the whole file's frames: away
-from chunk borders (farther than the network's receptive field), chunked and whole-file
-results agree.
+Memory depends on the chunk length, never on the file's. There are two ways to chunk:
+
+- Crossfaded chunks (most networks): the mixture is cut into chunks of `chunk_seconds` that
+  overlap by `overlap_seconds`; each chunk goes through the model on its own, and
+  neighbouring chunks are crossfaded linearly over their overlap. Chunks start on
+  multiples of the STFT hop, so their frames are the whole file's frames: away from chunk
+  borders (farther than the network's receptive field), chunked and whole-file results agree.
+- Summed chunks (networks that cut the frames into independent segments, such as
+  Spleeter's U-Nets): each chunk is a whole number of segments of the whole file's frame
+  grid, `chunk_seconds` rounded to segments, with the n_fft − hop samples its frames need
+  beyond it. The model's `valid` form (`models.chunk_model`) separates exactly those
+  frames, and the chunks' outputs are summed where their frames overlap, which is the
+  whole file's inverse STFT: the stems equal the whole-file result (to float rounding) at
+  every sample, with no overlap recomputed.
 
 Channels: the model takes `channels` (2) at a time. A mono file is given to the model as
 two identical channels and its stems are mono. A file with more channels is separated in
@@ -25,8 +33,9 @@ import soxr
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfsep import audio
-from tfsep.models import load_model, reconfigure
+from tfsep import audio, networks, pretrained
+from tfsep.layers import leading_pad, num_frames, window_array
+from tfsep.models import chunk_model, describe, load_model, reconfigure
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "band" / "model.keras"
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
@@ -74,6 +83,82 @@ def crossfade_chunks(separate_chunk, blocks, chunk, overlap):
                 buffer = buffer[step:]
 
 
+def _coverage(squared_window, hop, pad, positions, frames=None):
+    """Σ_k w²[p + pad − k·hop] over the frames k in [0, frames) (every k if None) that cover each position p."""
+    index = positions + pad
+    k = index[:, None] // hop - np.arange(-(-len(squared_window) // hop))  # every frame that may cover p
+    offset = index[:, None] - k * hop
+    present = offset < len(squared_window)
+    if frames is not None:
+        present &= (k >= 0) & (k < frames)
+    return np.where(present, squared_window[np.minimum(offset, len(squared_window) - 1)], 0.0).sum(1)
+
+
+def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, window="hann"):
+    """Separate a stream of mixture blocks in chunks of whole frames of the stream's STFT, summing their outputs.
+
+    The stream's STFT has frame k at samples [k·hop − pad, k·hop − pad + n_fft), with pad and
+    the number of frames as `framing` says (`layers.STFT`). Chunk j holds frames
+    [j·C, (j+1)·C), C = `chunk_frames` (the last chunk fewer): the (frames − 1)·hop + n_fft
+    samples those frames span, zeros outside the stream.
+
+    Args:
+        separate_chunk: float32 (samples, channels) -> (stems, samples, channels), the model's
+            `valid` form (`models.chunk_model`): the chunk's overlap-added frames divided by
+            the steady-state window sum.
+        blocks: iterable of float32 (n, channels) arrays, the mixture in order.
+
+    Yields (stems, n, channels) arrays whose concatenation is as long as the mixture: the
+    chunks' outputs summed where they overlap, and divided again where the stream's frames
+    do not all cover a sample (the first and last samples of a `center`-framed stream).
+    """
+    pad = leading_pad(n_fft, framing)
+    squared = window_array(window, n_fft).astype(np.float64) ** 2
+    step, span = chunk_frames * hop, (chunk_frames - 1) * hop + n_fft
+    start, total, emitted = -pad, 0, 0  # stream positions of buffer[0] and of the next sample to yield
+    buffer, pending = None, None  # the input from `start`; the output summed so far from `start`
+
+    def final(stems, stop, frames=None):
+        """The summed output at positions [emitted, stop) (from `stems`, which start at `start`), normalised."""
+        positions = np.arange(max(emitted, 0), stop)
+        factor = _coverage(squared, hop, pad, positions) / _coverage(squared, hop, pad, positions, frames)
+        return stems[:, positions - start] * factor.astype(np.float32)[:, None]
+
+    def run(frames):
+        """The chunk of `frames` frames at `start`, separated and added to what is pending there."""
+        length = (frames - 1) * hop + n_fft
+        chunk = np.zeros((length, buffer.shape[1]), np.float32)
+        chunk[: min(length, len(buffer))] = buffer[:length]
+        stems = np.array(separate_chunk(chunk), dtype=np.float32)
+        if pending is not None:
+            stems[:, : pending.shape[1]] += pending
+        return stems
+
+    for block in blocks:
+        total += len(block)
+        buffer = np.concatenate([np.zeros((pad, block.shape[1]), np.float32) if buffer is None else buffer, block])
+        while len(buffer) >= span:
+            stems = run(chunk_frames)
+            if start + step > emitted:
+                yield final(stems, start + step)
+                emitted = start + step
+            buffer, pending, start = buffer[step:], stems[:, step:], start + step
+    if buffer is None:
+        return
+    frames = num_frames(total, hop, n_fft, framing)
+    while (remaining := frames - (start + pad) // hop) > 0:
+        stems = run(min(chunk_frames, remaining))
+        if remaining <= chunk_frames:
+            pending = stems
+            break
+        if start + step > emitted:
+            yield final(stems, start + step, frames)
+            emitted = start + step
+        buffer, pending, start = buffer[step:], stems[:, step:], start + step
+    if emitted < total:
+        yield final(pending, total, frames)
+
+
 def _resampled(blocks, rate_in, rate_out, channels):
     """The blocks resampled from `rate_in` to `rate_out` as a stream (soxr); unchanged if the rates agree."""
     if rate_in == rate_out:
@@ -115,36 +200,52 @@ def track_name(path):
 
 
 class Separator:
-    """Separates mixtures with a SeparationModel, or its TFLite export (`from_tflite`), in overlapping chunks.
+    """Separates mixtures with a SeparationModel, or its TFLite export (`from_tflite`), in chunks.
 
     Args:
         model: a SeparationModel.
-        chunk_seconds, overlap_seconds: chunk length and crossfade, rounded to the STFT hop.
+        chunk_seconds: chunk length, rounded to the STFT hop (crossfaded chunks) or to whole
+            segments, at least one (summed chunks, for networks that cut frames into segments).
+        overlap_seconds: crossfade between chunks, rounded to the hop (default 2 s); summed
+            chunks need none and refuse one.
         wiener_iterations: if given, the model is rebuilt with this many Wiener EM iterations.
     """
 
-    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=2.0, wiener_iterations=None):
+    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None):
         if wiener_iterations is not None and wiener_iterations != model.get_config()["wiener_iterations"]:
             model = reconfigure(model, wiener_iterations=wiener_iterations)
         self.model = model
-        config = model.get_config()
-        run = tf.function(model, input_signature=[tf.TensorSpec((None, None, config["channels"]), tf.float32)],
+        description = describe(model)
+        form = chunk_model(model) if description["segment_frames"] else model
+        run = tf.function(form, input_signature=[tf.TensorSpec((None, None, description["channels"]), tf.float32)],
                           reduce_retracing=True)
         self._run = lambda batch: {source: stem.numpy() for source, stem in run(tf.constant(batch)).items()}
-        self._set_chunking(model.sources, model.sample_rate, config["channels"], config["hop"], chunk_seconds,
-                           overlap_seconds)
+        self._set_chunking(description, chunk_seconds, overlap_seconds)
 
-    def _set_chunking(self, sources, sample_rate, channels, hop, chunk_seconds, overlap_seconds):
-        self.sources, self.sample_rate, self.channels = tuple(sources), sample_rate, channels
-        if not chunk_seconds > 0 or not overlap_seconds >= 0:
+    def _set_chunking(self, description, chunk_seconds, overlap_seconds):
+        """Chunk plan and model facts from a `models.describe` dictionary."""
+        self.sources, self.sample_rate = tuple(description["sources"]), description["sample_rate"]
+        self.channels, self.description = description["channels"], description
+        hop, segment = description["hop"], description.get("segment_frames", 0)
+        if not chunk_seconds > 0 or (overlap_seconds is not None and not overlap_seconds >= 0):
             raise ValueError(f"chunk ({chunk_seconds} s) must be positive and overlap ({overlap_seconds} s) >= 0")
+        if segment:
+            if overlap_seconds is not None:
+                raise ValueError(f"this model separates summed chunks of whole {segment}-frame segments, which "
+                                 "need no overlap; leave the overlap out")
+            segments = max(1, int(round(chunk_seconds * self.sample_rate / (segment * hop))))
+            self.chunk_frames, self.chunk, self.overlap = segments * segment, segments * segment * hop, 0
+            return
+        overlap_seconds = 2.0 if overlap_seconds is None else overlap_seconds
+        self.chunk_frames = None
         self.chunk = max(hop, int(round(chunk_seconds * self.sample_rate / hop)) * hop)
         self.overlap = min(self.chunk - hop, int(round(overlap_seconds * self.sample_rate / hop)) * hop)
 
     @classmethod
     def load(cls, path=None, **options):
-        """A Separator for the `.keras` model or whole-clip `.tflite` file at `path` (no path: the shipped model)."""
-        path = Path(path) if path is not None else DEFAULT_MODEL
+        """A Separator for a `.keras` model, a whole-clip `.tflite` file or a pretrained name such as
+        `spleeter:2stems` (`pretrained.resolve`); no path: the shipped model."""
+        path = pretrained.resolve(path) if path is not None else DEFAULT_MODEL
         if path == DEFAULT_MODEL and not path.is_file():
             raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
         if path.suffix.lower() == ".tflite":
@@ -152,10 +253,11 @@ class Separator:
         return cls(load_model(path), **options)
 
     @classmethod
-    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=2.0, wiener_iterations=None, threads=2):
+    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None, threads=2):
         """A Separator that runs a whole-clip TFLite file (`tfsep export --format tflite`) in LiteRT.
 
-        Its Wiener iterations were fixed at export; asking for others raises ValueError.
+        Its Wiener iterations were fixed at export; asking for others raises ValueError. A
+        model that cuts frames into segments runs the file's `chunk` signature, its `valid` form.
         """
         from tfsep.export import tflite_metadata
 
@@ -173,38 +275,54 @@ class Separator:
                              f"export it again with --wiener {wiener_iterations}")
         separator = cls.__new__(cls)
         separator.model = None
-        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
+        signature = "chunk" if description.get("segment_frames") else "serving_default"
+        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(signature)
         separator._run = lambda batch: runner(waveform=batch)
-        separator._set_chunking(description["sources"], description["sample_rate"], description["channels"],
-                                description["hop"], chunk_seconds, overlap_seconds)
+        separator._set_chunking(description, chunk_seconds, overlap_seconds)
         return separator
 
-    def _separate_chunk(self, mixture, residual):
-        """(samples, channels) at the model's rate -> (sources [+ residual], samples, channels)."""
+    def _separate_chunk(self, mixture):
+        """(samples, channels) at the model's rate -> (sources, samples, channels)."""
         channels = mixture.shape[1]
         groups = _channel_groups(channels, self.channels)
         batch = np.stack([mixture[:, group] for group in groups])  # (groups, samples, model channels)
         estimates = self._run(batch)
-        stems = np.zeros((len(self.sources) + residual, len(mixture), channels), np.float32)
+        stems = np.zeros((len(self.sources), len(mixture), channels), np.float32)
         for k, source in enumerate(self.sources):
             estimate = estimates[source]
             for g, group in enumerate(groups):
                 for i, column in enumerate(group):
                     if column not in group[:i]:
                         stems[k, :, column] = estimate[g, :, i]
-        if residual:
-            stems[-1] = mixture - stems[:-1].sum(0)
         return stems
+
+    def _chunked(self, blocks):
+        """Stem blocks (sources, n, channels) for mixture blocks at the model's rate, by the model's chunk plan."""
+        if self.chunk_frames:
+            d = self.description
+            return summed_chunks(self._separate_chunk, blocks, self.chunk_frames, d["n_fft"], d["hop"], d["framing"],
+                                 d["window"])
+        return crossfade_chunks(self._separate_chunk, blocks, self.chunk, self.overlap)
 
     def _stream(self, blocks, rate, channels, residual, name):
         """Stem blocks (stems, n, channels) at `rate` for mixture blocks at `rate`; the last one pads or crops
-        the total to the mixture's length."""
+        the total to the mixture's length. With `residual`, the last stem is the mixture minus the others."""
         counted = _Counted(blocks, name)
+        recorded = []  # with a residual: the mixture at the model's rate not yet matched by stems
         at_model_rate = _resampled(counted, rate, self.sample_rate, channels)
-        stems = crossfade_chunks(lambda chunk: self._separate_chunk(chunk, residual), at_model_rate,
-                                 self.chunk, self.overlap)
+        if residual:
+            at_model_rate = (recorded.append(block) or block for block in at_model_rate)
+
+        def with_residual(stems):
+            for block in stems:
+                mixture = np.concatenate(recorded) if len(recorded) > 1 else recorded[0]
+                recorded[:] = [mixture[block.shape[1]:]]
+                yield np.concatenate([block, (mixture[: block.shape[1]] - block.sum(0))[None]])
+
+        stems = self._chunked(at_model_rate)
         count = len(self.sources) + residual
-        flat = (block.transpose(1, 0, 2).reshape(len(block[0]), -1) for block in stems)  # (n, stems · channels)
+        flat = (block.transpose(1, 0, 2).reshape(len(block[0]), -1)  # (n, stems · channels)
+                for block in (with_residual(stems) if residual else stems))
         written = 0
         for block in _resampled(flat, self.sample_rate, rate, count * channels):
             block = block[: max(0, counted.samples - written)]

@@ -27,13 +27,13 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from tfsep import data
+from tfsep import data, pretrained
 from tfsep.audio import error_reason, replace_atomically
 from tfsep._keras import keras
 from tfsep.layers import STFT, Magnitude, SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
 from tfsep.metrics import GlobalSDR
-from tfsep.models import SOURCES, build_model
+from tfsep.models import SOURCES, build_model, load_model, reconfigure
 
 
 class TrainingError(RuntimeError):
@@ -59,11 +59,13 @@ class DataConfig:
     gain: list[float] = dataclasses.field(default_factory=lambda: [0.25, 1.25])
     channel_swap: bool = True
     silence_threshold: float | None = None
+    remainder: str | None = None  # a source that tracks without its file take as the mixture minus the others
     seed: int = 0
 
 
 @dataclasses.dataclass
 class ModelConfig:
+    init: str | None = None  # start from this .keras model or pretrained name; it replaces the keys below
     architecture: str = "bandconv"
     size: str = "base"
     channels: int = 2
@@ -249,8 +251,20 @@ def is_chief(strategy):
 
 
 def build_separation_model(config):
-    """The SeparationModel of `config.model` for `config.data`'s sources and rate."""
+    """The SeparationModel of `config.model` for `config.data`'s sources and rate.
+
+    With `model.init`, the model of that file or pretrained name (`pretrained.resolve`),
+    rebuilt under the current dtype policy with its weights; its sources and rate must be
+    the data's.
+    """
     model = config.model
+    if model.init is not None:
+        start = load_model(pretrained.resolve(model.init))
+        if list(start.sources) != list(config.data.sources) or start.sample_rate != config.data.sample_rate:
+            raise ConfigError(f"model.init {model.init} separates {list(start.sources)} at {start.sample_rate} Hz, "
+                              f"but data.sources is {config.data.sources} at {config.data.sample_rate} Hz; set "
+                              "data.sources (and data.remainder for a source that is the rest of the mix) to match")
+        return reconfigure(start)
     return build_model(
         model.architecture, config.data.sources, config.data.sample_rate, size=model.size, channels=model.channels,
         n_fft=model.n_fft, hop=model.hop, bandwidth=model.bandwidth, mask_activation=model.mask_activation,
@@ -293,6 +307,18 @@ def set_input_normalization(model, batches):
     values = np.moveaxis(values, 2, -1).reshape(-1, values.shape[2])
     standardize.mean.assign(values.mean(0))
     standardize.scale.assign(np.maximum(values.std(0), 1e-4))
+
+
+def freeze_batch_norm(model):
+    """Keep every batch norm of `model` in inference mode with fixed parameters, for fine-tuning.
+
+    Batch statistics of small fine-tuning batches would replace the trained ones at once;
+    Spleeter's published U-Nets were moreover trained with their batch norms in inference
+    mode (their moving means and variances are still 0 and 1).
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def compile_model(model, config):
@@ -491,7 +517,7 @@ def _callbacks(config, output, chief, sources, example, nan_guard):
 def _find_tracks(config, subset):
     if config.data.format == "musdb":
         return data.find_musdb_tracks(config.data.root, subset, config.data.sources)
-    return data.find_tracks(config.data.root, subset, config.data.sources)
+    return data.find_tracks(config.data.root, subset, config.data.sources, config.data.remainder)
 
 
 def train(config=None, overrides=()):
@@ -550,7 +576,9 @@ def _fit(config, strategy, chief, output):
     magnitudes = config.loss.magnitude > 0
     best = output / "best.weights.h5"
     with strategy.scope():
-        if not (output / "backup").exists():
+        if config.model.init is not None:
+            freeze_batch_norm(model)
+        elif not (output / "backup").exists():
             set_input_normalization(model, training.take(config.schedule.normalization_batches))
         trainer = training_model(model, magnitudes)
         compile_model(trainer, config)

@@ -1,0 +1,207 @@
+"""Spleeter's checkpoints as tfsep SeparationModels that compute what Spleeter computes.
+
+Spleeter (Deezer, MIT) saves one U-Net per instrument in a TF1 checkpoint whose variables
+are numbered in creation order: instrument i owns `conv2d_{7i}` … `conv2d_{7i+6}` (six
+encoder convolutions, then the 4×4 output convolution), `conv2d_transpose_{6i}` …
+`conv2d_transpose_{6i+5}` and `batch_normalization_{12i}` … `batch_normalization_{12i+11}`
+(the sixth of those follows the last convolution and is never used). Which instruments,
+which activations and how many bins the networks see is not in the checkpoint but in the
+configuration it was trained with: `CONFIGS` holds Spleeter's published ones, and a
+configuration JSON of Spleeter's format can be given instead.
+
+The model that `convert` builds is a tfsep `unet` SeparationModel with Spleeter's options,
+each a general model option:
+
+- `framing="pad_end"`: n_fft zeros before the signal, a frame every hop from there, the
+  last frames zero-padded at their end; the output cropped back to the input;
+- `segment=T`: the magnitude cut into independent T-frame segments, over the lowest F bins;
+- `conv_activation` / `deconv_activation` from the configuration;
+- `mask_activation` sigmoid (`unet.unet`) or softmax across instruments
+  (`unet.softmax_unet`), then `ratio_mask_exponent` (the separation exponent, 2) with
+  ε = 1e-10, masks 0 above F (`mask_extension="zeros"`), the mixture phase, and the
+  inverse STFT, whose window-sum normalisation equals Spleeter's 2/3 scaling there.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfsep.models import SeparationModel
+
+# Spleeter's published configurations (spleeter/resources/*.json), the keys that shape the model.
+_STEMS = {
+    "2stems": (["vocals", "accompaniment"], "unet.unet", {}),
+    "4stems": (["vocals", "drums", "bass", "other"], "unet.unet", {"conv_activation": "ELU", "deconv_activation": "ELU"}),
+    "5stems": (["vocals", "piano", "drums", "bass", "other"], "unet.softmax_unet",
+               {"conv_activation": "ELU", "deconv_activation": "ELU"}),
+}
+CONFIGS = {
+    f"{name}{suffix}": {
+        "instrument_list": instruments, "sample_rate": 44100, "frame_length": 4096, "frame_step": 1024, "T": 512,
+        "F": bins, "n_channels": 2, "separation_exponent": 2, "mask_extension": "zeros",
+        "model": {"type": model_type, "params": params},
+    }
+    for name, (instruments, model_type, params) in _STEMS.items()
+    for suffix, bins in (("", 1024), ("-16kHz", 1536))
+}
+CONV_ACTIVATIONS = {"ReLU": "relu", "ELU": "elu"}  # anything else: LeakyReLU(0.2), as in Spleeter
+DECONV_ACTIVATIONS = {"LeakyReLU": "leaky_relu", "ELU": "elu"}  # anything else: ReLU
+FILTERS = [16, 32, 64, 128, 256, 512]
+EPSILON = 1e-10  # Spleeter's ratio-mask epsilon
+
+
+class SpleeterError(ValueError):
+    """A folder, file or configuration that is not a convertible Spleeter checkpoint; the message names it."""
+
+
+def load_config(config):
+    """A Spleeter configuration from a published name (`CONFIGS`) or the path of a Spleeter JSON file."""
+    if isinstance(config, dict):
+        return config
+    name = str(config).removeprefix("spleeter:")
+    if name in CONFIGS:
+        return CONFIGS[name]
+    path = Path(config)
+    if not path.is_file():
+        raise SpleeterError(f"{config}: neither a Spleeter configuration name ({', '.join(CONFIGS)}) nor a JSON file")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpleeterError(f"{path}: not a readable Spleeter configuration JSON ({error})") from None
+
+
+def model_options(config):
+    """The SeparationModel arguments that compute what Spleeter computes with `config` (a dict of its JSON)."""
+    try:
+        model = config.get("model", {})
+        params = model.get("params", {})
+        kind = model.get("type", "unet.unet")
+        rate, n_fft, hop = config["sample_rate"], config["frame_length"], config["frame_step"]
+        bins, segment, instruments = config["F"], config["T"], list(config["instrument_list"])
+        exponent, extension = config["separation_exponent"], config.get("mask_extension", "average")
+        channels = config["n_channels"]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise SpleeterError(f"Spleeter configuration lacks {error} (or is not a mapping)") from None
+    if kind not in ("unet.unet", "unet.softmax_unet"):
+        raise SpleeterError(f"Spleeter model type {kind!r} is not supported; tfsep converts unet.unet and "
+                            "unet.softmax_unet")
+    if params.get("conv_n_filters", FILTERS) != FILTERS:
+        raise SpleeterError(f"Spleeter conv_n_filters {params['conv_n_filters']} is not supported; tfsep converts "
+                            f"{FILTERS}")
+    return {
+        "architecture": "unet", "sources": instruments, "sample_rate": rate, "channels": channels,
+        "n_fft": n_fft, "hop": hop, "window": "hann", "framing": "pad_end",
+        "bandwidth": (bins - 0.5) * rate / n_fft,  # max_bin() gives exactly `bins`
+        "mask_activation": "softmax" if kind == "unet.softmax_unet" else "sigmoid",
+        "ratio_mask_exponent": float(exponent), "mask_extension": extension, "wiener_iterations": 0,
+        "size": "base", "network": {
+            "conv_activation": CONV_ACTIVATIONS.get(params.get("conv_activation"), "leaky_relu"),
+            "deconv_activation": DECONV_ACTIVATIONS.get(params.get("deconv_activation"), "relu"),
+            "segment": segment,
+        },
+    }
+
+
+def _indexed(name, index):
+    """Keras 2's automatic layer names: `conv2d`, `conv2d_1`, `conv2d_2`, ..."""
+    return name if index == 0 else f"{name}_{index}"
+
+
+def checkpoint_prefix(folder):
+    """The checkpoint prefix in a Spleeter model folder: the one its `checkpoint` file names, else its only `.index`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SpleeterError(f"{folder}: no such folder")
+    latest = tf.train.latest_checkpoint(str(folder))
+    if latest is not None and Path(f"{latest}.index").is_file():
+        return latest
+    indexes = sorted(folder.glob("*.index"))
+    if len(indexes) != 1:
+        found = "no" if not indexes else f"{len(indexes)}"
+        raise SpleeterError(f"{folder}: not a Spleeter checkpoint folder ({found} .index files; expected "
+                            "model.index and model.data-00000-of-00001)")
+    return str(indexes[0].with_suffix(""))
+
+
+def read_checkpoint(folder):
+    """{variable name: numpy array} of the checkpoint in `folder`, every tensor read (so truncation shows now)."""
+    prefix = checkpoint_prefix(folder)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    except (tf.errors.OpError, ValueError, IndexError) as error:  # IndexError: a short data file
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise SpleeterError(f"{prefix}: unreadable checkpoint, truncated or corrupt? ({reason})") from None
+
+
+def instrument_count(variables, where):
+    """The number of U-Nets in a checkpoint's variables: its `conv2d*` kernels, 7 per U-Net."""
+    kernels = [name for name in variables if re.fullmatch(r"conv2d(_\d+)?/kernel", name)]
+    if not kernels or len(kernels) % 7:
+        raise SpleeterError(f"{where}: not a Spleeter U-Net checkpoint ({len(kernels)} conv2d kernels; a Spleeter "
+                            "checkpoint has 7 per instrument)")
+    return len(kernels) // 7
+
+
+def guess_config(folder, count):
+    """The published configuration for a folder: by its name (`2stems`, `4stems-16kHz`, ...), else by its U-Net count."""
+    name = Path(folder).resolve().name
+    if name in CONFIGS:
+        return name
+    by_count = {len(config["instrument_list"]): key for key, config in CONFIGS.items() if "16kHz" not in key}
+    if count not in by_count:
+        raise SpleeterError(f"{folder}: holds {count} U-Nets, which no published Spleeter configuration has; "
+                            "pass its configuration JSON (--config)")
+    return by_count[count]
+
+
+def convert(folder, config=None):
+    """A SeparationModel holding the Spleeter checkpoint in `folder`, with the configuration `config`.
+
+    config: a published name (`CONFIGS`), a Spleeter JSON path or dict, or None to take the
+    published configuration that the folder's name or its number of U-Nets implies. Raises
+    SpleeterError, naming the folder or file, for anything that does not fit.
+    """
+    variables = read_checkpoint(folder)
+    count = instrument_count(variables, folder)
+    name = config if config is not None else guess_config(folder, count)
+    options = model_options(load_config(name))
+    instruments = options["sources"]
+    if len(instruments) != count:
+        raise SpleeterError(f"{folder}: holds {count} U-Nets, but configuration {name} names {len(instruments)} "
+                            f"instruments ({', '.join(instruments)}); pass the checkpoint's own configuration")
+    model = SeparationModel(**options, name=f"spleeter_{Path(str(name)).stem.replace('-', '_')}")
+    for i, instrument in enumerate(instruments):
+        _load_unet(model, f"unet_{instrument}", variables, i, folder)
+    return model
+
+
+def _load_unet(model, prefix, variables, i, folder):
+    """Set U-Net `i` of the checkpoint's `variables` into the layers of `model` named `prefix`_*."""
+    def get(name):
+        if name not in variables:
+            raise SpleeterError(f"{folder}: the checkpoint lacks {name}")
+        return variables[name]
+
+    assignments = []
+    for j in range(7):
+        layer = f"{prefix}_conv{j + 1}" if j < 6 else f"{prefix}_logits"
+        source = _indexed("conv2d", 7 * i + j)
+        assignments.append((layer, [get(f"{source}/kernel"), get(f"{source}/bias")]))
+    for j in range(6):
+        source = _indexed("conv2d_transpose", 6 * i + j)
+        assignments.append((f"{prefix}_deconv{j + 1}", [get(f"{source}/kernel"), get(f"{source}/bias")]))
+    for j in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11):  # the sixth batch norm is unused
+        source = _indexed("batch_normalization", 12 * i + j)
+        statistics = ("gamma", "beta", "moving_mean", "moving_variance")
+        assignments.append((f"{prefix}_bn{j + 1}", [get(f"{source}/{key}") for key in statistics]))
+    for layer, weights in assignments:
+        target = model.get_layer(layer)
+        expected = [tuple(w.shape) for w in target.get_weights()]
+        if [tuple(w.shape) for w in weights] != expected:
+            shapes = ", ".join(str(tuple(w.shape)) for w in weights)
+            raise SpleeterError(f"{folder}: {layer} needs weights of shapes {expected}, the checkpoint has {shapes}")
+        target.set_weights([np.asarray(w, np.float32) for w in weights])
