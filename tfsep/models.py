@@ -2,8 +2,8 @@
 
     X = STFT(mixture)                       spectrum (batch, frames, bins, channels, 2)
     M = masks(network(|X| below the cutoff)), optionally as ratio masks, extended to every bin
-    |Ŷ_k| = M_k ⊙ |X|                       stem magnitudes
-    Ȳ_k = |Ŷ_k| ⊙ exp(j∠X)                 mixture phase reused, then optional Wiener EM
+    Ȳ_k = M_k ⊙ X = |Ŷ_k| ⊙ exp(j∠X)       stem magnitudes M_k ⊙ |X| with the mixture's phase,
+                                            then optional Wiener EM
     ŝ_k = iSTFT(Ȳ_k), cropped to the mixture's length
 """
 
@@ -16,13 +16,13 @@ from tfsep import networks
 from tfsep._keras import keras
 from tfsep.layers import (
     STFT,
+    ApplyMasks,
     CropBins,
     ExtendMasks,
     InverseSTFT,
     Magnitude,
     MaskMagnitude,
     Masks,
-    PhaseReuse,
     RatioMasks,
     SplitSources,
     WienerFilter,
@@ -114,8 +114,8 @@ class SeparationModel(keras.Model):
         if ratio_mask_exponent is not None:
             masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
-        stem_magnitudes = MaskMagnitude(name="stem_magnitudes")([masks, magnitude])
-        stem_spectra = PhaseReuse(name="phase_reuse")([stem_magnitudes, spectrum])
+        MaskMagnitude(name="stem_magnitudes")([masks, magnitude])  # for magnitude losses (`spectrogram_model`)
+        stem_spectra = ApplyMasks(name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
         stems = InverseSTFT(n_fft, hop, window, framing, name="istft")([stem_spectra, mixture])
         outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))

@@ -120,9 +120,15 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
 
     def final(stems, stop, frames=None):
         """The summed output at positions [emitted, stop) (from `stems`, which start at `start`), normalised."""
-        positions = np.arange(max(emitted, 0), stop)
-        factor = _coverage(squared, hop, pad, positions) / _coverage(squared, hop, pad, positions, frames)
-        return stems[:, positions - start] * factor.astype(np.float32)[:, None]
+        first = max(emitted, 0)
+        block = stems[:, first - start:stop - start]
+        # Only within n_fft of the stream's ends may frames be missing.
+        edges = np.arange(first, min(stop, n_fft))
+        if frames is not None:
+            edges = np.union1d(edges, np.arange(max(first, total - n_fft), stop))
+        factor = _coverage(squared, hop, pad, edges) / _coverage(squared, hop, pad, edges, frames)
+        block[:, edges - first] *= factor.astype(np.float32)[:, None]
+        return block
 
     def run(frames):
         """The chunk of `frames` frames at `start`, separated and added to what is pending there."""
