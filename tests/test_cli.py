@@ -41,3 +41,19 @@ def test_tensorflow_io_kernels_work_on_the_default_install():
         pytest.skip(f"tensorflow-io 0.37.1 kernels do not load on TensorFlow {tf.__version__}")
     resampled = tfio.audio.resample(tf.zeros([44100, 2]), rate_in=44100, rate_out=22050)
     assert resampled.shape == (22050, 2)
+
+
+def test_convert_writes_a_model_refuses_to_overwrite_and_names_bad_folders(spleeter_2stems_checkpoint, tmp_path):
+    import tfsep
+
+    folder, _ = spleeter_2stems_checkpoint
+    result = run_tfsep("convert", "spleeter", str(folder), "--output", str(tmp_path / "s.keras"))
+    assert result.returncode == 0, result.stderr
+    assert "(vocals, accompaniment)" in result.stdout
+    assert tfsep.load_model(tmp_path / "s.keras").get_config()["framing"] == "pad_end"
+    again = run_tfsep("convert", "spleeter", str(folder), "--output", str(tmp_path / "s.keras"))
+    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
+    for folder, message in ((tmp_path, "not a Spleeter checkpoint folder"), (tmp_path / "nope", "no such folder")):
+        bad = run_tfsep("convert", "spleeter", str(folder), "--output", str(tmp_path / "t.keras"))
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
+        assert bad.stderr.count("\n") == 1 and not (tmp_path / "t.keras").exists()

@@ -131,3 +131,41 @@ def test_separate_file_writes_stems_at_the_input_rate_and_never_half_writes(sepa
         separator.separate_file(song, tmp_path / "out", "../{source}.wav")
     with pytest.raises(SeparationError, match="may hold only"):
         separator.separate_file(song, tmp_path / "out", "{artist}/{source}.wav")
+
+
+def segmented_model(framing):
+    """A tiny vocals/accompaniment unet at 8 kHz whose frames go through the network in 64-frame segments."""
+    import tfsep
+
+    return tfsep.build_model("unet", ("vocals", "accompaniment"), RATE, n_fft=256, hop=64, size="tiny",
+                             framing=framing, segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")
+
+
+@pytest.mark.parametrize("framing", ["pad_end", "center"])
+def test_summed_chunks_of_whole_segments_equal_the_whole_file_everywhere(framing, rng):
+    model = segmented_model(framing)
+    separator = Separator(model, chunk_seconds=1.0)  # two 64-frame segments of 64-sample hops
+    assert separator.chunk_frames == 128
+    for samples in (3 * RATE + 77, 8191, 100):  # off the hop, off the segment grid, shorter than a frame
+        mixture = rng.uniform(-0.5, 0.5, (samples, 2)).astype(np.float32)
+        whole = model.predict(mixture[None], verbose=0)
+        chunked = separator.separate(mixture, RATE, residual=True)
+        for source in model.sources:
+            assert np.abs(chunked[source] - whole[source][0]).max() <= 1e-5, (framing, samples, source)
+        np.testing.assert_allclose(sum(chunked.values()), mixture, atol=1e-5)
+    mono = separator.separate(mixture[:, 0], RATE)
+    assert mono["vocals"].shape == (100, 1)
+    with pytest.raises(ValueError, match="need no overlap"):
+        Separator(model, overlap_seconds=0.5)
+
+
+def test_a_segmented_tflite_export_separates_through_its_chunk_signature(tmp_path, rng):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    from tfsep.export import export_tflite
+
+    model = segmented_model("pad_end")
+    separator = Separator.load(export_tflite(model, tmp_path / "segmented.tflite"), chunk_seconds=0.5)
+    mixture = rng.uniform(-0.5, 0.5, (2 * RATE + 5, 2)).astype(np.float32)
+    whole, chunked = model.predict(mixture[None], verbose=0), separator.separate(mixture, RATE)
+    for source in model.sources:
+        assert np.abs(chunked[source] - whole[source][0]).max() <= 1e-4

@@ -185,3 +185,27 @@ def test_multiworker_strategy_with_two_workers_on_loopback(rendered, tmp_path):
         np.testing.assert_array_equal(first[name], second[name])
     assert (tmp_path / "run" / "model.keras").is_file()  # written by the chief only
     assert not (tmp_path / "run" / "worker-1" / "model.keras").exists()
+
+
+def test_fine_tuning_starts_from_a_models_weights_on_its_own_sources(rendered, tmp_path):
+    """model.init: the run starts from the given model (here a Spleeter-like vocals/accompaniment unet),
+    keeps its batch norms frozen, and trains it on a four-stem set whose accompaniment is the remainder."""
+    import tfsep
+
+    start = tfsep.build_model("unet", ("vocals", "accompaniment"), 8000, n_fft=256, hop=64, size="tiny",
+                              framing="pad_end", segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")
+    start.save(tmp_path / "start.keras")
+    config = tiny_config(rendered, tmp_path / "run", data={"sources": ["vocals", "accompaniment"],
+                                                          "remainder": "accompaniment"},
+                         model={"init": str(tmp_path / "start.keras")}, schedule={"epochs": 3})
+    history = training.train(config)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    tuned = tfsep.load_model(tmp_path / "run" / "model.keras")
+    assert tuned.get_config() == {**start.get_config(), "name": tuned.name}
+    for name in ("unet_vocals_conv1", "unet_accompaniment_deconv3", "unet_vocals_bn2", "input_standardize"):
+        changed = [not np.array_equal(a, b) for a, b in zip(start.get_layer(name).get_weights(),
+                                                              tuned.get_layer(name).get_weights())]
+        assert any(changed) == name.endswith(("conv1", "deconv3")), name  # batch norms and statistics stay
+    mismatched = tiny_config(rendered, tmp_path / "other", model={"init": str(tmp_path / "start.keras")})
+    with pytest.raises(training.ConfigError, match=r"separates \['vocals', 'accompaniment'\] at 8000 Hz"):
+        training.train(mismatched)

@@ -51,12 +51,13 @@ class MagnitudeLoss(keras.losses.Loss):
     magnitude (batch, frames, bins, channels), from a model with the same STFT settings.
     """
 
-    def __init__(self, n_fft=4096, hop=1024, window="hann", kind="l1", name="magnitude_loss", **kwargs):
+    def __init__(self, n_fft=4096, hop=1024, window="hann", kind="l1", framing="center", name="magnitude_loss",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         if kind not in ("l1", "mse"):
             raise ValueError(f"magnitude loss kind must be 'l1' or 'mse', got {kind!r}")
-        self.n_fft, self.hop, self.window, self.kind = n_fft, hop, window, kind
-        self.stft = STFT(n_fft, hop, window)
+        self.n_fft, self.hop, self.window, self.kind, self.framing = n_fft, hop, window, kind, framing
+        self.stft = STFT(n_fft, hop, window, framing)
         self.magnitude = Magnitude()
 
     def call(self, reference, estimate):
@@ -67,5 +68,6 @@ class MagnitudeLoss(keras.losses.Loss):
         return tf.reduce_mean(tf.abs(difference), axis=1)
 
     def get_config(self):
-        config = {"n_fft": self.n_fft, "hop": self.hop, "window": self.window, "kind": self.kind}
+        config = {"n_fft": self.n_fft, "hop": self.hop, "window": self.window, "kind": self.kind,
+                  "framing": self.framing}
         return {**super().get_config(), **config}

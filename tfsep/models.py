@@ -114,7 +114,6 @@ class SeparationModel(keras.Model):
         if ratio_mask_exponent is not None:
             masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
-        MaskMagnitude(name="stem_magnitudes")([masks, magnitude])  # for magnitude losses (`spectrogram_model`)
         stem_spectra = ApplyMasks(name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
         stems = InverseSTFT(n_fft, hop, window, framing, name="istft")([stem_spectra, mixture])
@@ -192,9 +191,18 @@ def spectrogram_model(model):
     outputs = {
         "magnitude": model.get_layer("magnitude").output,
         "masks": model.get_layer("extend_masks").output,
-        "stem_magnitudes": model.get_layer("stem_magnitudes").output,
+        "stem_magnitudes": stem_magnitudes(model),
     }
     return keras.Model(model.input, outputs, name=f"{model.name}_spectrogram")
+
+
+def stem_magnitudes(model):
+    """M ⊙ |X| in `model`'s graph, a symbolic (batch, frames, bins, channels, sources) tensor for magnitude losses.
+
+    The model's own outputs apply the masks to the complex spectrum directly (`ApplyMasks`).
+    """
+    return MaskMagnitude(name="stem_magnitudes")([model.get_layer("extend_masks").output,
+                                                  model.get_layer("magnitude").output])
 
 
 def chunk_model(model):

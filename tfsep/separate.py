@@ -83,15 +83,15 @@ def crossfade_chunks(separate_chunk, blocks, chunk, overlap):
                 buffer = buffer[step:]
 
 
-def _coverage(squared_window, hop, pad, positions, frames=None):
-    """Σ_k w²[p + pad − k·hop] over the frames k in [0, frames) (every k if None) that cover each position p."""
+def _window_sums(squared_window, hop, pad, positions, frames=None):
+    """Σ_k w²[p + pad − k·hop] at each position p over every frame k that covers it, and over the frames
+    present, 0 <= k < frames (no upper bound if None): the steady-state and the actual window sums."""
     index = positions + pad
     k = index[:, None] // hop - np.arange(-(-len(squared_window) // hop))  # every frame that may cover p
     offset = index[:, None] - k * hop
-    present = offset < len(squared_window)
-    if frames is not None:
-        present &= (k >= 0) & (k < frames)
-    return np.where(present, squared_window[np.minimum(offset, len(squared_window) - 1)], 0.0).sum(1)
+    values = np.where(offset < len(squared_window), squared_window[np.minimum(offset, len(squared_window) - 1)], 0.0)
+    present = (k >= 0) & (k < (frames if frames is not None else np.inf))
+    return values.sum(1), np.where(present, values, 0.0).sum(1)
 
 
 def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, window="hann"):
@@ -126,8 +126,8 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
         edges = np.arange(first, min(stop, n_fft))
         if frames is not None:
             edges = np.union1d(edges, np.arange(max(first, total - n_fft), stop))
-        factor = _coverage(squared, hop, pad, edges) / _coverage(squared, hop, pad, edges, frames)
-        block[:, edges - first] *= factor.astype(np.float32)[:, None]
+        steady, present = _window_sums(squared, hop, pad, edges, frames)
+        block[:, edges - first] *= (steady / present).astype(np.float32)[:, None]
         return block
 
     def run(frames):

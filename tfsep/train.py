@@ -33,7 +33,7 @@ from tfsep._keras import keras
 from tfsep.layers import STFT, Magnitude, SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
 from tfsep.metrics import GlobalSDR
-from tfsep.models import SOURCES, build_model, load_model, reconfigure
+from tfsep.models import SOURCES, build_model, load_model, reconfigure, stem_magnitudes
 
 
 class TrainingError(RuntimeError):
@@ -276,7 +276,7 @@ def training_model(model, magnitudes):
     """`model` with, if `magnitudes`, one more output per source: its masked magnitude `<source>_magnitude`."""
     outputs = {source: model.get_layer("split_sources").output[k] for k, source in enumerate(model.sources)}
     if magnitudes:
-        split = SplitSources(len(model.sources), name="split_magnitudes")(model.get_layer("stem_magnitudes").output)
+        split = SplitSources(len(model.sources), name="split_magnitudes")(stem_magnitudes(model))
         outputs.update({f"{source}_magnitude": split[k] for k, source in enumerate(model.sources)})
     return keras.Model(model.input, outputs, name=f"{model.name}_training")
 
@@ -322,8 +322,11 @@ def freeze_batch_norm(model):
 
 
 def compile_model(model, config):
-    """Compile `training_model` outputs with the configured losses, optimiser and per-source SDR metric."""
-    loss = config.loss
+    """Compile `training_model` outputs with the configured losses, optimiser and per-source SDR metric.
+
+    The magnitude loss frames the references as the model's own STFT does.
+    """
+    loss, stft = config.loss, model.get_layer("stft")
     waveform_weights = {"l1": loss.l1, "sdr": loss.sdr, "si_sdr": loss.si_sdr}
     losses, weights, metrics = {}, {}, {}
     for source in config.data.sources:
@@ -332,7 +335,7 @@ def compile_model(model, config):
             losses[source], weights[source] = WaveformLoss(waveform_weights), 1.0
         if loss.magnitude:
             key = f"{source}_magnitude"
-            losses[key] = MagnitudeLoss(config.model.n_fft, config.model.hop, kind=loss.magnitude_kind)
+            losses[key] = MagnitudeLoss(stft.n_fft, stft.hop, stft.window, loss.magnitude_kind, stft.framing)
             weights[key] = loss.magnitude
     optimizer_class = keras.optimizers.AdamW if config.optimizer.name == "adamw" else keras.optimizers.Adam
     options = {"learning_rate": config.optimizer.learning_rate, "clipnorm": config.optimizer.clipnorm}
@@ -488,7 +491,7 @@ def best_validation_sdr(history_csv):
     return max(values) if values else None
 
 
-def _callbacks(config, output, chief, sources, example, nan_guard):
+def _callbacks(config, output, chief, sources, example, nan_guard, stft):
     run, schedule = config.run, config.schedule
     resuming = (output / "backup").exists()
     callbacks = [
@@ -508,7 +511,7 @@ def _callbacks(config, output, chief, sources, example, nan_guard):
         callbacks += [
             keras.callbacks.TensorBoard(str(output / "tensorboard")),
             ValidationExamples(output / "tensorboard", example, sources, config.data.sample_rate,
-                               run.tensorboard_every, config.model.n_fft, config.model.hop),
+                               run.tensorboard_every, stft.n_fft, stft.hop),
             EpochSummary(sources, schedule.epochs),
         ]
     return callbacks
@@ -592,7 +595,7 @@ def _fit(config, strategy, chief, output):
         validation_data=validation.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
         epochs=config.schedule.epochs,
         steps_per_epoch=config.data.steps_per_epoch,
-        callbacks=_callbacks(config, output, chief, sources, example, nan_guard),
+        callbacks=_callbacks(config, output, chief, sources, example, nan_guard, model.get_layer("stft")),
         verbose=config.run.verbose if chief else 0,
         shuffle=False,  # the stream is already random
     )
