@@ -28,11 +28,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _separator(kind, path, threads):
-    """A function float32 (1, samples, 2) -> dict of stems for export path `kind` at `path`."""
+    """A function float32 (1, samples, 2) -> dict of stems for export path `kind` at `path`; `separator` is
+    `tfsep.Separator.load(path).separate` with its default chunks, what `tfsep separate` runs."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if kind == "separator":
+        from tfsep.separate import Separator
+
+        separator = Separator.load(path)
+        return lambda waveform: separator.separate(waveform[0], 44100)
     if kind == "keras":
         import tfsep
 
