@@ -23,6 +23,8 @@ hop-aligned blocks in, the stems of an earlier block out, and the recent input c
 as explicit state.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -221,7 +223,8 @@ def convert_to_tflite(model, quantize="none"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    flatbuffer = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured variable of the traced model
+        flatbuffer = converter.convert()
     converted = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     clipped = [operator.builtinOptions for subgraph in converted.subgraphs for operator in subgraph.operators
                if isinstance(operator.builtinOptions, schema.UnidirectionalSequenceLSTMOptionsT)]
