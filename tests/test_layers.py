@@ -135,6 +135,8 @@ def test_ratio_masks_follow_spleeters_formula(rng):
     np.testing.assert_allclose(ratio, expected, rtol=1e-6)
     np.testing.assert_allclose(ratio.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(ratio[0, 0], 1 / 3, rtol=1e-6)
+    underflowed = RatioMasks(2.0, eps=0.0)([masks, magnitude]).numpy()  # eps as a float16 export stores it
+    np.testing.assert_allclose(underflowed[0, 0], 1 / 3, rtol=1e-6)
     with pytest.raises(ValueError, match="exponent"):
         RatioMasks(0.0)
 

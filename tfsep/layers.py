@@ -310,7 +310,9 @@ class RatioMasks(Float32Layer):
         masks, magnitude = inputs
         powers = (tf.cast(masks, tf.float32) * tf.expand_dims(magnitude, -1)) ** self.exponent
         sources = masks.shape[-1]
-        return (powers + self.eps / sources) / (tf.reduce_sum(powers, axis=-1, keepdims=True) + self.eps)
+        total = tf.reduce_sum(powers, axis=-1, keepdims=True) + self.eps
+        # A float16 TFLite export stores eps as float16, where 1e-10 is 0: silence then gets 1 / K, not 0 / 0.
+        return tf.where(total > 0.0, (powers + self.eps / sources) / tf.where(total > 0.0, total, 1.0), 1.0 / sources)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])

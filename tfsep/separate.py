@@ -33,7 +33,7 @@ import soxr
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfsep import audio, networks, pretrained
+from tfsep import audio, pretrained
 from tfsep.layers import leading_pad, num_frames, window_array
 from tfsep.models import chunk_model, describe, load_model, reconfigure
 
@@ -314,17 +314,22 @@ class Separator:
         """Stem blocks (stems, n, channels) at `rate` for mixture blocks at `rate`; the last one pads or crops
         the total to the mixture's length. With `residual`, the last stem is the mixture minus the others."""
         counted = _Counted(blocks, name)
-        recorded = []  # with a residual: the mixture at the model's rate not yet matched by stems
         at_model_rate = _resampled(counted, rate, self.sample_rate, channels)
-        if residual:
-            at_model_rate = (recorded.append(block) or block for block in at_model_rate)
+        recorded = []  # with a residual: the mixture at the model's rate that no stem block has matched yet
+
+        def recording(blocks):
+            for block in blocks:
+                recorded.append(block)
+                yield block
 
         def with_residual(stems):
             for block in stems:
-                mixture = np.concatenate(recorded) if len(recorded) > 1 else recorded[0]
+                mixture = np.concatenate(recorded)
                 recorded[:] = [mixture[block.shape[1]:]]
                 yield np.concatenate([block, (mixture[: block.shape[1]] - block.sum(0))[None]])
 
+        if residual:
+            at_model_rate = recording(at_model_rate)
         stems = self._chunked(at_model_rate)
         count = len(self.sources) + residual
         flat = (block.transpose(1, 0, 2).reshape(len(block[0]), -1)  # (n, stems · channels)
