@@ -40,6 +40,7 @@ sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # only use
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import torch  # noqa: E402
+from bench_protocol import serve  # noqa: E402
 from openunmix import data, model, transforms, utils  # noqa: E402
 
 SOURCES = ("vocals", "drums", "bass", "other")
@@ -182,7 +183,6 @@ def run_separate(args):
 
 def run_bench(args):
     import openunmix
-    import resource
 
     torch.set_num_threads(args.threads)
     separator = openunmix.umxhq(niter=args.niter, pretrained=False, device="cpu")
@@ -190,15 +190,7 @@ def run_bench(args):
     mixture = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 2, int(args.seconds * RATE)))
                                .astype(np.float32))
     with torch.no_grad():
-        separator(mixture)
-        print("ready", flush=True)
-        for line in sys.stdin:
-            if line.strip() != "run":
-                break
-            start = time.perf_counter()
-            separator(mixture)
-            print(time.perf_counter() - start, flush=True)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
+        serve(lambda: separator(mixture))
 
 
 def main():

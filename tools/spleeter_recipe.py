@@ -26,11 +26,8 @@ stdin, and its peak RSS in bytes on "stop".
 
 import argparse
 import os
-import resource
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -116,17 +113,11 @@ def run_write_checkpoint(args):
 
 
 def run_bench(args):
+    from bench_protocol import serve
+
     separate = make_separator(args.checkpoint, args.config, args.graph)
     mixture = np.random.default_rng(0).uniform(-0.5, 0.5, (int(args.seconds * 44100), 2)).astype(np.float32)
-    separate(mixture)
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        start = time.perf_counter()
-        separate(mixture)
-        print(time.perf_counter() - start, flush=True)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, flush=True)
+    serve(lambda: separate(mixture))
 
 
 def main():
