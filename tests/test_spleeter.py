@@ -66,6 +66,7 @@ def test_configuration_json_and_folder_names_choose_the_instruments(spleeter_2st
     (tmp_path / "mine.json").write_text(json.dumps(config))
     model = spleeter.convert(folder, tmp_path / "mine.json")
     assert model.sources == ("voice", "band") and max_bin(44100, 4096, model.get_config()["bandwidth"]) == 1536
+    assert model.name == "spleeter_mine" and spleeter.convert(folder, config).name == "spleeter_custom"
     renamed = tmp_path / "release"  # an unpacked release archive: no telling name, two U-Nets -> 2stems
     shutil.copytree(folder, renamed)
     assert spleeter.convert(renamed).sources == ("vocals", "accompaniment")

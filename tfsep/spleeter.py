@@ -173,7 +173,8 @@ def convert(folder, config=None):
     if len(instruments) != count:
         raise SpleeterError(f"{folder}: holds {count} U-Nets, but configuration {name} names {len(instruments)} "
                             f"instruments ({', '.join(instruments)}); pass the checkpoint's own configuration")
-    model = SeparationModel(**options, name=f"spleeter_{Path(str(name)).stem.replace('-', '_')}")
+    label = Path(name).stem.replace("-", "_") if isinstance(name, (str, Path)) else "custom"
+    model = SeparationModel(**options, name=f"spleeter_{label}")
     for i, instrument in enumerate(instruments):
         _load_unet(model, f"unet_{instrument}", variables, i, folder)
     return model

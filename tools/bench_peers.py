@@ -112,7 +112,7 @@ def main():
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         maker = context.Pool(1)  # TensorFlow stays out of this process
-        workers = {}
+        workers, groups = {}, {}  # {system: worker}, {system: its group}
         if "default" in args.systems:
             spleeter, spleeter_params = maker.apply(spleeter_recreation, (folder,))
             tflite = next(args.model.glob("*.tflite"))
@@ -128,6 +128,7 @@ def main():
                 "Open-Unmix umxhq, soft masks (niter 0)": _openunmix(0, args.seconds, args.threads),
                 "Open-Unmix umxhq, Wiener (niter 1, its default)": _openunmix(1, args.seconds, args.threads),
             })
+            groups.update(dict.fromkeys(workers, "default"))
         if "spleeter" in args.systems:
             forms = maker.apply(spleeter_forms, (folder,))
             for label, kind in (("Keras", "keras"), ("SavedModel", "savedmodel"), ("TFLite (LiteRT)", "tflite")):
@@ -139,9 +140,8 @@ def main():
                                                                              args.seconds, args.threads)
             workers["Spleeter 2.4.2 2stems, Separator.separate()"] = _spleeter(forms["checkpoint"], False,
                                                                              args.seconds, args.threads)
+            groups.update({name: "spleeter" for name in workers if name not in groups})
         maker.close()
-        groups = {name: "spleeter" if "spleeter" in name.lower() and "re-creation" not in name else "default"
-                  for name in workers}
         assert all(worker.ready() for worker in workers.values())
         times = {name: [] for name in workers}
         for round_ in range(args.rounds):
