@@ -92,6 +92,23 @@ def test_loading_resamples_to_the_model_rate_and_caches_as_memory_maps(tmp_path,
         np.testing.assert_array_equal(plain[source], again[source])
 
 
+def test_16_bit_files_are_cached_as_int16_and_read_as_soundfile_reads_them(tmp_path, rng):
+    folder = tmp_path / "set" / "train" / "song"
+    for name in ("mixture", *SOURCES):
+        audio.write(folder / f"{name}.wav", rng.uniform(-0.9, 0.9, (8000, 2)).astype(np.float32), 8000, "PCM_16")
+    tracks = data.find_tracks(tmp_path / "set", "train", SOURCES)
+    (plain,) = data.load_tracks(tracks, SOURCES, 8000, progress=False)
+    (cached,) = data.load_tracks(tracks, SOURCES, 8000, cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").iterdir()) == ["int16.npy"] * 4
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) < 4 * 8000 * 2 * 2 + 4 * 256
+    for source in SOURCES:
+        assert isinstance(cached[source], data.PcmSignal) and len(cached[source]) == 8000
+        np.testing.assert_array_equal(cached[source][100:300], plain[source][100:300])
+        np.testing.assert_array_equal(np.asarray(cached[source]), plain[source])
+    example = data.draw_example([cached], SOURCES, 3, 0, 1000, data.Augmentation())
+    assert example.dtype == np.float32 and example.shape == (4, 1000, 2)
+
+
 def test_augment_applies_gain_within_range_and_swaps_channels(rng):
     stems = rng.standard_normal((4, 100, 2)).astype(np.float32)
     for seed in range(20):

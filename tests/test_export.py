@@ -132,6 +132,23 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
             assert np.abs(outputs[source] - expected[source]).max() <= 1e-4
 
 
+def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
+    import tfsep
+    from tfsep.export import export_tflite, tflite_metadata
+    from tfsep.separate import Separator
+
+    model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+    path = export_tflite(model, tmp_path / "gl.tflite", griffin_lim_iterations=2)
+    assert all(custom is None for _, custom in operator_codes(path))
+    assert tflite_metadata(path)["griffin_lim_iterations"] == 2
+    mixture = waveforms(2, 3000, seed=1)
+    expected = tfsep.models.reconfigure(model, griffin_lim_iterations=2).predict(mixture, verbose=0)
+    outputs = run_litert(path, mixture)
+    assert max(np.abs(outputs[s] - expected[s]).max() for s in expected) <= 1e-4
+    with pytest.raises(ValueError, match="exported with 2 griffin-lim iterations; export it again with --griffin-lim 0"):
+        Separator.from_tflite(path, griffin_lim_iterations=0)
+
+
 def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path):
     """The fused LSTMs hold their states in variables that outlive an invocation; each sequence must reset them."""
     import tfsep

@@ -11,7 +11,7 @@ from conftest import TINY
 
 import tfsep
 from tfsep._keras import keras
-from tfsep.models import SeparationModel, build_model, reconfigure, spectrogram_model
+from tfsep.models import SeparationModel, build_model, chunk_model, describe, reconfigure, spectrogram_model
 
 ARCHITECTURES = ["bandconv", "umx", "unet"]
 
@@ -146,6 +146,18 @@ def test_reconfigure_switches_wiener_on_with_the_same_weights(rng):
     mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
     plain, refined = model(mixture), filtered(mixture)
     assert max(np.abs(plain[k].numpy() - refined[k].numpy()).max() for k in plain) > 1e-4
+
+
+def test_griffin_lim_is_a_weightless_option_and_summed_chunks_refuse_it(rng):
+    model = build_model("bandconv", **TINY)
+    refined = reconfigure(model, griffin_lim_iterations=2)
+    assert reconfigure(model, griffin_lim_iterations=None, wiener_iterations=0) is model
+    assert refined.get_config()["griffin_lim_iterations"] == 2 and describe(refined)["griffin_lim_iterations"] == 2
+    mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
+    plain, phased = model(mixture), refined(mixture)
+    assert max(np.abs(plain[k].numpy() - phased[k].numpy()).max() for k in plain) > 1e-4
+    with pytest.raises(ValueError, match="whole signals"):
+        chunk_model(refined)
 
 
 RELOAD_SCRIPT = """

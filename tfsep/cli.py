@@ -48,7 +48,7 @@ def run_separate(args):
     from tfsep.separate import SeparationError, Separator
 
     separator = Separator.load(args.model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
-                               wiener_iterations=args.wiener)
+                               wiener_iterations=args.wiener, griffin_lim_iterations=args.griffin_lim)
     failures = []
     progress = not args.quiet
     for path in tqdm(args.inputs, desc="files", unit="file", disable=not progress or len(args.inputs) < 2):
@@ -79,7 +79,8 @@ def run_evaluate(args):
     model = None if args.oracle or args.estimates else (args.model or "default")
     report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
                       report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs,
-                      max_tracks=args.max_tracks, progress=not args.quiet, remainder=args.remainder)
+                      max_tracks=args.max_tracks, progress=not args.quiet, remainder=args.remainder,
+                      griffin_lim=args.griffin_lim)
     print(markdown_table(report), end="")
     print(f"report written to {args.report}")
     return 0
@@ -106,7 +107,8 @@ def run_export(args):
 
     model = load_model(resolve(args.model))
     if args.format == "tflite":
-        target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context)
+        target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context,
+                               args.griffin_lim)
         form = "whole clips" if args.stream_block is None else "streaming"
         print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {args.quantize}, {form})")
         return 0
@@ -114,11 +116,14 @@ def run_export(args):
                         ("--stream-context", args.stream_context)):
         if value:
             raise ValueError(f"{flag} applies to --format tflite only")
-    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds)
+    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds,
+                               args.griffin_lim)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
 
 
+ORACLES = ("irm", "ibm", "wiener", "mixture")  # tfsep.oracles.ORACLES, named here so --help needs no TensorFlow
+GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
 MODEL_HELP = ("a .keras model, a whole-clip .tflite file, or a pretrained name: spleeter:2stems (fetched and "
               "converted on first use); default: the shipped model")
 
@@ -132,14 +137,17 @@ def build_parser():
     info.set_defaults(run=run_info)
 
     render = commands.add_parser(
-        "render-dataset", help="render a multitrack data set from Bach chorales with FluidSynth",
-        description="Render OUT/{train,valid,test}/<track>/{mixture,<stems>}.wav from music21's Bach chorales. "
-        "Needs fluidsynth and General MIDI soundfonts (apt-get install fluidsynth fluid-soundfont-gm "
-        "timgm6mb-soundfont). Tracks already in OUT from the same settings are kept.",
+        "render-dataset", help="render a multitrack data set from chorales, folk tunes and General MIDI songs",
+        description="Render OUT/{train,valid,test}/<track>/{mixture,<stems>}.wav and a manifest.json per track "
+        "from music21's chorales and folk tunes (over mma grooves) and freedoom's General MIDI songs, played by "
+        "Debian's soundfonts, drum kits and espeak-ng voices with varied mix production. Validation and test hold "
+        "out whole songs, freedoom1's songs, and soundfonts, kits, voices and grooves of their own. Needs the Debian "
+        "packages of the README's install line. Tracks already in OUT from the same settings are kept; songs "
+        "that fail are logged in OUT/render.log and replaced.",
     )
     render.add_argument("out", help="output folder")
     render.add_argument("--layout", choices=["band", "satb"], default="band",
-                        help="band: vocals, drums, bass, other; satb: soprano, alto, tenor, bass")
+                        help="band: vocals, drums, bass, other; satb: soprano, alto, tenor, bass (chorales only)")
     render.add_argument("--tracks", type=int, default=10, help="number of tracks, 10%% each go to valid and test")
     render.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     render.add_argument("--jobs", type=int, default=2, help="tracks rendered at once")
@@ -159,6 +167,7 @@ def build_parser():
     separate.add_argument("--bits", choices=["16", "24", "float"], default="float", help="sample format (float)")
     separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
+    separate.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
     separate.add_argument("--chunk", type=float, default=7.0,
                           help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
     separate.add_argument("--overlap", type=float,
@@ -176,7 +185,8 @@ def build_parser():
     evaluate.add_argument("--dataset", type=Path, required=True, help="data set root (MUSDB18-HQ-like tree)")
     evaluate.add_argument("--subset", default="test", choices=["train", "valid", "test"])
     evaluate.add_argument("--model", help=MODEL_HELP)
-    evaluate.add_argument("--oracle", choices=["irm", "ibm", "wiener"], help="score an oracle instead of a model")
+    evaluate.add_argument("--oracle", choices=ORACLES,
+                          help="score an oracle instead of a model (mixture: the mixture / K, doing nothing)")
     evaluate.add_argument("--estimates", type=Path, metavar="DIR",
                           help="score another system's estimates, DIR/<track>/<source>.wav, instead of a model")
     evaluate.add_argument("--sources", nargs="+", default=["vocals", "drums", "bass", "other"],
@@ -186,6 +196,7 @@ def build_parser():
                           "mixture minus the other sources (e.g. accompaniment for spleeter:2stems)")
     evaluate.add_argument("--report", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations for the model")
+    evaluate.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", for the model or oracle")
     evaluate.add_argument("--jobs", type=int, default=2, help="museval worker processes (2)")
     evaluate.add_argument("--max-tracks", type=int, help="score only the first N tracks")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -205,6 +216,7 @@ def build_parser():
     export.add_argument("--version", type=int, default=1, help="model version folder (1)")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
+    export.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", in the exported graph")
     export.add_argument("--max-seconds", type=float, default=120.0,
                         help="savedmodel: most audio per request, batch × duration, refused beyond (120)")
     export.add_argument("--stream-block", type=float, metavar="SECONDS",

@@ -10,7 +10,7 @@ no accompaniment file gets the mixture minus its other sources, as MUSDB18 defin
 accompaniment, so a vocals/accompaniment model trains and is scored on a four-stem set.
 
 Audio is decoded once into memory, or into `.npy` files in a cache folder that are then
-memory-mapped, for sets larger than RAM. With working tensorflow-io kernels, wav and flac
+memory-mapped, for sets larger than RAM (16-bit files stay 16-bit there, half the size). With working tensorflow-io kernels, wav and flac
 are decoded inside tf.data (in parallel, without the GIL); otherwise with soundfile.
 
 Training elements are random chunks whose stems may come from different tracks, each
@@ -256,17 +256,46 @@ def read_stems(track, sources, sample_rate=None):
     return signals["mixture"], _with_remainder(track, signals, sources), rate
 
 
+class PcmSignal:
+    """A 16-bit PCM signal memory-mapped as int16 and read as float32 (value / 32768, as soundfile reads it).
+
+    Holds half the bytes of the float32 form; slicing returns float32 (samples, channels).
+    """
+
+    def __init__(self, data):
+        self.data = data
+        self.shape = data.shape
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, key):
+        return self.data[key].astype(np.float32) / np.float32(32768)
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:].astype(dtype or np.float32, copy=False)
+
+
 def _cached(track, paths, sample_rate, cache_dir, workers):
-    """The signals of `paths`, decoded once into `.npy` files in `cache_dir` and memory-mapped from there."""
-    cached = [_cache_path(cache_dir, path, sample_rate) for path in paths]
+    """The signals of `paths`, decoded once into `.npy` files in `cache_dir` and memory-mapped from there.
+
+    16-bit PCM files at `sample_rate` are kept as their int16 samples (`PcmSignal`), the rest as float32.
+    """
+    infos = [audio.info(path) for path in paths]
+    pcm = [info.subtype == "PCM_16" and info.sample_rate == sample_rate for info in infos]
+    cached = [_cache_path(cache_dir, path, sample_rate).with_suffix(".int16.npy" if p else ".npy")
+              for path, p in zip(paths, pcm)]
     missing = [i for i, path in enumerate(cached) if not path.is_file()]
-    for i, signal in zip(missing, decode_files([paths[i] for i in missing], sample_rate, workers)):
-        _finite(track, paths[i], signal)
+    floats = [i for i in missing if not pcm[i]]
+    decoded = dict(zip(floats, decode_files([paths[i] for i in floats], sample_rate, workers)))
+    for i in missing:
+        signal = _finite(track, paths[i], decoded[i]) if i in decoded else audio.read_pcm16(paths[i])
         cached[i].parent.mkdir(parents=True, exist_ok=True)
-        partial = cached[i].with_suffix(".part.npy")
+        partial = cached[i].with_name(cached[i].name.replace(".npy", ".part.npy"))
         np.save(partial, signal)
         partial.replace(cached[i])
-    return [np.load(path, mmap_mode="r") for path in cached]
+    return [PcmSignal(np.load(path, mmap_mode="r")) if p else np.load(path, mmap_mode="r")
+            for path, p in zip(cached, pcm)]
 
 
 def _finite(track, path, signal):

@@ -10,6 +10,7 @@ museval is slow (about 12 s for a minute of 4 stereo stems), so it runs in worke
 processes, one track each, while the main process separates the next track.
 """
 
+import functools
 import importlib.util
 import json
 import multiprocessing
@@ -34,16 +35,17 @@ def _read_track(track, sources, sample_rate=None):
     return mixture, np.stack([stems[source] for source in sources]), rate
 
 
-def _estimate(separator, oracle, estimates, track, mixture, references, rate, n_fft, hop):
+def _estimate(separator, oracle, estimates, track, mixture, references, rate):
     """Estimates (sources, samples, channels) of `track` by the separator, the oracle or the estimates folder.
 
-    With an estimates folder, `track` is a `data.Track`; its sources are its files' other than the mixture.
+    `oracle` is a function (mixture, references) -> estimates. With an estimates folder, `track`
+    is a `data.Track`; its sources are its files' other than the mixture.
     """
     if separator is not None:
         stems = separator.separate(mixture, rate)
         return np.stack([stems[source] for source in separator.sources])
     if oracle is not None:
-        return oracle_separate(oracle, mixture, references, n_fft, hop)
+        return oracle(mixture, references)
     sources = [name for name in track.files if name != "mixture"]
     return _read_estimates(Path(estimates) / track.name, sources, references, rate)
 
@@ -65,7 +67,8 @@ def _read_estimates(folder, sources, references, rate):
 
 
 def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, report=None, sources=SOURCES,
-             wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True, remainder=None):
+             wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True, remainder=None,
+             griffin_lim=None):
     """Separate every track of `subset` and score it; returns the metrics dict written to `report`/metrics.json.
 
     Give one of `model` (a `.keras` path, a SeparationModel, or "default" for the shipped
@@ -75,7 +78,8 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     are computed at the model's rate and written back at the track's rate, as
     `tfsep separate` does. `remainder` names a source that tracks without a file for it
     take as the mixture minus the other sources (`data.find_tracks`), e.g. `accompaniment`
-    for a vocals/accompaniment model on a four-stem set.
+    for a vocals/accompaniment model on a four-stem set. `wiener` and `griffin_lim` set the
+    model's iterations; `griffin_lim` also refines an oracle's phase.
     """
     for module in ("museval", "matplotlib"):
         if importlib.util.find_spec(module) is None:
@@ -87,9 +91,12 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     if oracle is not None and oracle not in ORACLES:
         raise ValueError(f"unknown oracle {oracle!r}; choose one of {list(ORACLES)}")
     separator = None
+    if oracle is not None:
+        oracle = functools.partial(oracle_separate, oracle, n_fft=n_fft, hop=hop, griffin_lim=griffin_lim or 0)
     if model is not None:
-        separator = Separator(model, wiener_iterations=wiener) if hasattr(model, "sources") else Separator.load(
-            None if model == "default" else model, wiener_iterations=wiener)
+        options = {"wiener_iterations": wiener, "griffin_lim_iterations": griffin_lim}
+        separator = Separator(model, **options) if hasattr(model, "sources") else Separator.load(
+            None if model == "default" else model, **options)
         sources = separator.sources
     sources = tuple(sources)
     tracks = data.find_tracks(dataset, subset, sources, remainder)[:max_tracks]
@@ -99,7 +106,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) if jobs > 1 else _InProcess() as pool:
         for track in tqdm(tracks, desc="separating", unit="track", disable=not progress):
             mixture, references, rate = _read_track(track, sources)
-            stems = _estimate(separator, oracle, estimates, track, mixture, references, rate, n_fft, hop)
+            stems = _estimate(separator, oracle, estimates, track, mixture, references, rate)
             global_sdr = metrics.sdr(references, stems).numpy()
             si_sdr = metrics.si_sdr(references, stems).numpy()
             results[track.name] = {source: {"global_SDR": float(global_sdr[k]), "SI_SDR": float(si_sdr[k])}
@@ -118,7 +125,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
         "sources": list(sources), "tracks": results, "summary": summarize(results, sources),
     }
     if report is not None:
-        write_report(report, report_data, tracks, separator, oracle, estimates, n_fft, hop)
+        write_report(report, report_data, tracks, separator, oracle, estimates)
     return report_data
 
 
@@ -164,7 +171,7 @@ def markdown_table(report_data):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report_dir, report_data, tracks, separator, oracle, estimates, n_fft, hop):
+def write_report(report_dir, report_data, tracks, separator, oracle, estimates):
     """metrics.json, report.md, sdr_boxplot.png and spectrograms of the best and worst track into `report_dir`."""
     import matplotlib
 
@@ -192,7 +199,7 @@ def write_report(report_dir, report_data, tracks, separator, oracle, estimates, 
         keep = int(PLOT_SECONDS * rate)
         mixture, references = mixture[:keep], references[:, :keep]
         if estimates is None:
-            stems = _estimate(separator, oracle, None, None, mixture, references, rate, n_fft, hop)
+            stems = _estimate(separator, oracle, None, None, mixture, references, rate)
         figure = _spectrograms(f"{label} track: {name} (mean SDR {mean_sdr[name]:.2f} dB)", mixture, references,
                                stems[:, :keep], sources, rate)
         audio.replace_atomically(report_dir / f"spectrograms_{label}.png",

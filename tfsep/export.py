@@ -87,7 +87,8 @@ class _Serving(tf.Module):
         return {key: tf.constant(value) for key, value in self.description.items()}
 
 
-def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterations=None, max_seconds=120.0):
+def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterations=None, max_seconds=120.0,
+                      griffin_lim_iterations=None):
     """Write `model` to `path/<version>/` for TF Serving; returns that folder.
 
     A request may hold at most `max_seconds` of audio (batch × samples, at the model's
@@ -96,8 +97,7 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     written beside its target and renamed into place, so an existing export is never
     half-replaced; an existing `path/<version>` is refused.
     """
-    if wiener_iterations is not None:
-        model = reconfigure(model, wiener_iterations=wiener_iterations)
+    model = reconfigure(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
     hop = model.get_config()["hop"]
     chunk_samples = max(1, int(round(chunk_seconds * model.sample_rate / hop))) * hop
     target = Path(path) / str(int(version))
@@ -169,7 +169,8 @@ def streaming_model(model, block_seconds=1.0, context_seconds=None):
     return streaming, description
 
 
-def export_tflite(model, path, quantize="none", wiener_iterations=None, block_seconds=None, context_seconds=None):
+def export_tflite(model, path, quantize="none", wiener_iterations=None, block_seconds=None, context_seconds=None,
+                  griffin_lim_iterations=None):
     """Convert `model` to a TFLite file at `path` with builtin ops only; returns the path.
 
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
@@ -183,12 +184,11 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
-    config, changes = model.get_config(), {}
-    if wiener_iterations is not None:
-        changes["wiener_iterations"] = wiener_iterations
+    config = model.get_config()
+    changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations}
     if config["architecture"] == "umx":
         changes["network"] = {**config["network"], "lstm": "fused"}
-    model = reconfigure(model, **changes) if changes else model
+    model = reconfigure(model, **changes)
     description = {**metadata(model), "quantize": quantize}
     converted = model
     if block_seconds is not None:

@@ -482,6 +482,56 @@ class WienerFilter(Float32Layer):
         return {**super().get_config(), **config}
 
 
+@keras.saving.register_keras_serializable(package="tfsep")
+class GriffinLim(_FourierLayer):
+    """Griffin-Lim phase refinement of stem spectra, started from the phase they have (the mixture's).
+
+    Each iteration takes every stem to the waveform (`InverseSTFT`) and back (`STFT`) and keeps
+    the new phase with the stem's own magnitude |Ȳ_k|, so the spectra move towards ones that a
+    waveform can have (Griffin & Lim 1984). With 0 iterations the layer returns its input: the
+    mixture's phase. `valid` framing is refused, since a chunk's edge frames see partial signal.
+
+    Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), mixture (batch, samples, channels)].
+    Output: stem spectra, same shape.
+    """
+
+    def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", iterations=0, **kwargs):
+        super().__init__(n_fft, hop, window, framing, **kwargs)
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+            raise ValueError(f"Griffin-Lim iterations must be an integer >= 0, got {iterations!r}")
+        if iterations and framing == "valid":
+            raise ValueError("Griffin-Lim needs whole signals: framing 'center' or 'pad_end', not 'valid'")
+        self.iterations = iterations
+        self._stft = STFT(n_fft, hop, window, framing)
+        self._istft = InverseSTFT(n_fft, hop, window, framing)
+
+    def build(self, input_shape):
+        self._stft.built = self._istft.built = True  # weightless
+
+    def call(self, inputs):
+        stems, mixture = inputs
+        if self.iterations == 0:
+            return stems
+        shape = tf.shape(stems)
+        magnitude = tf.sqrt(tf.reduce_sum(tf.square(stems), axis=-1, keepdims=True))
+        for _ in range(self.iterations):
+            waveforms = self._istft([stems, mixture])  # (batch, samples, channels, sources)
+            size = tf.shape(waveforms)
+            spectra = self._stft(tf.reshape(waveforms, [size[0], size[1], -1]))  # channels × sources as channels
+            spectra = tf.reshape(spectra, shape)
+            norm = tf.sqrt(tf.reduce_sum(tf.square(spectra), axis=-1, keepdims=True))
+            nonzero = norm > 0.0
+            phasor = tf.where(nonzero, spectra / tf.where(nonzero, norm, 1.0), tf.constant([1.0, 0.0]))
+            stems = magnitude * phasor
+        return stems
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "iterations": self.iterations}
+
+
 RELATIVE_LOAD = 1e-4  # diagonal loading of the mixture covariance, relative to its mean eigenvalue
 
 

@@ -19,6 +19,7 @@ from tfsep.layers import (
     ApplyMasks,
     CropBins,
     ExtendMasks,
+    GriffinLim,
     InverseSTFT,
     Magnitude,
     MaskMagnitude,
@@ -77,6 +78,8 @@ class SeparationModel(keras.Model):
             magnitudes, (M_k|X|)^p / Σ_j (M_j|X|)^p (`layers.RatioMasks`; Spleeter's p = 2).
         mask_extension: how masks cover the bins above `bandwidth`: `average`, `edge` or `zeros`.
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
+        griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
+            phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
         size: network size preset, `tiny`, `small` or `base`.
         network: network options that override the preset, e.g. {"hidden": 256} for umx.
     """
@@ -96,6 +99,7 @@ class SeparationModel(keras.Model):
         ratio_mask_exponent=None,
         mask_extension="average",
         wiener_iterations=0,
+        griffin_lim_iterations=0,
         size="base",
         network=None,
         name="tfsep",
@@ -116,6 +120,8 @@ class SeparationModel(keras.Model):
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
         stem_spectra = ApplyMasks(name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
+        stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, name="griffin_lim")(
+            [stem_spectra, mixture])
         stems = InverseSTFT(n_fft, hop, window, framing, name="istft")([stem_spectra, mixture])
         outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))
         super().__init__(inputs=mixture, outputs=outputs, name=name)
@@ -134,6 +140,7 @@ class SeparationModel(keras.Model):
             "ratio_mask_exponent": ratio_mask_exponent,
             "mask_extension": mask_extension,
             "wiener_iterations": wiener_iterations,
+            "griffin_lim_iterations": griffin_lim_iterations,
             "size": size,
             "network": dict(network or {}),
         }
@@ -163,9 +170,9 @@ def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **o
     """Build a `SeparationModel`.
 
     `options` are the model's other arguments (n_fft, hop, window, framing, bandwidth,
-    channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations, size) and the network's own
-    options (e.g. `hidden` for umx, `filters` for unet, `bands`/`features`/`blocks` for
-    bandconv), which override the size preset. Unknown options raise ValueError.
+    channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations,
+    griffin_lim_iterations, size) and the network's own options (e.g. `hidden` for umx,
+    `filters` for unet, `bands`/`features`/`blocks` for bandconv), which override the size preset. Unknown options raise ValueError.
     """
     model_options = {key: value for key, value in options.items() if key in _MODEL_ARGUMENTS}
     network_options = {key: value for key, value in options.items() if key not in _MODEL_ARGUMENTS}
@@ -176,7 +183,8 @@ def describe(model):
     """What running `model` takes: sources, rate, channels, STFT settings and segment length (0: none)."""
     config = model.get_config()
     options = networks.network_options(config["architecture"], config["size"], config["network"])
-    keys = ("sample_rate", "channels", "n_fft", "hop", "window", "framing", "wiener_iterations", "architecture")
+    keys = ("sample_rate", "channels", "n_fft", "hop", "window", "framing", "wiener_iterations",
+            "griffin_lim_iterations", "architecture")
     return {"sources": list(model.sources), **{key: config[key] for key in keys},
             "segment_frames": networks.segment_frames(config["architecture"], options) or 0}
 
@@ -215,6 +223,8 @@ def chunk_model(model):
     overlap, are the stems of the whole signal (see `separate.summed_chunks`).
     """
     config = model.get_config()
+    if config["griffin_lim_iterations"]:
+        raise ValueError("Griffin-Lim needs whole signals, not summed chunks; use the mixture's phase with this model")
     stft = (config["n_fft"], config["hop"], config["window"], "valid")
     core = keras.Model(model.get_layer("stft").output, model.get_layer("wiener").output, name=f"{model.name}_core")
     waveform = keras.Input(shape=(None, config["channels"]), name="waveform")
@@ -225,7 +235,15 @@ def chunk_model(model):
 
 
 def reconfigure(model, **changes):
-    """A copy of `model` with changed weightless options (e.g. `wiener_iterations`), same weights."""
+    """A copy of `model` with changed weightless options (e.g. `wiener_iterations`), same weights.
+
+    Options given as None, or equal to the model's own, change nothing; with no change the
+    model itself is returned.
+    """
+    config = model.get_config()
+    changes = {key: value for key, value in changes.items() if value is not None and value != config.get(key)}
+    if not changes:
+        return model
     rebuilt = SeparationModel.from_config({**model.get_config(), **changes})
     rebuilt.set_weights(model.get_weights())
     return rebuilt

@@ -8,17 +8,23 @@ inverse STFT cropped to the mixture's length.
 - `ibm`: ideal binary mask, M_k = 1 where |Y_k| / |X| ≥ 0.5, else 0 (its IBM, α = 1, θ = 0.5).
 - `wiener`: oracle multichannel Wiener filter: power spectral densities and spatial
   covariances taken from the true stems' spectra, one filtering step of `WienerFilter`.
+- `mixture`: no separation, the mixture divided by the number of sources: the baseline that
+  a separation has to beat.
+
+`griffin_lim` > 0 refines the masked spectra's phase by that many Griffin-Lim iterations
+(`layers.GriffinLim`), to compare with the mixture's phase under ideal masks.
 """
 
+import numpy as np
 import tensorflow as tf
 
-from tfsep.layers import STFT, InverseSTFT, Magnitude, MaskMagnitude, PhaseReuse, WienerFilter
+from tfsep.layers import STFT, GriffinLim, InverseSTFT, Magnitude, MaskMagnitude, PhaseReuse, WienerFilter
 
-ORACLES = ("irm", "ibm", "wiener")
+ORACLES = ("irm", "ibm", "wiener", "mixture")
 EPS = 1e-10
 
 
-def oracle_separate(kind, mixture, stems, n_fft=4096, hop=1024):
+def oracle_separate(kind, mixture, stems, n_fft=4096, hop=1024, griffin_lim=0):
     """Oracle estimates of the stems.
 
     Args:
@@ -30,6 +36,8 @@ def oracle_separate(kind, mixture, stems, n_fft=4096, hop=1024):
     """
     if kind not in ORACLES:
         raise ValueError(f"unknown oracle {kind!r}; choose one of {list(ORACLES)}")
+    if kind == "mixture":
+        return np.repeat(np.asarray(mixture, np.float32)[None] / len(stems), len(stems), axis=0)
     stft = STFT(n_fft, hop)
     mixture = tf.convert_to_tensor(mixture, tf.float32)[None]  # (1, samples, channels)
     stems = tf.convert_to_tensor(stems, tf.float32)
@@ -46,5 +54,6 @@ def oracle_separate(kind, mixture, stems, n_fft=4096, hop=1024):
         else:
             masks = tf.cast(stem_magnitudes / (magnitude[..., None] + EPS) >= 0.5, tf.float32)
         estimates = PhaseReuse()([MaskMagnitude()([masks, magnitude]), spectrum])
+    estimates = GriffinLim(n_fft, hop, iterations=griffin_lim)([estimates, mixture])
     waveforms = InverseSTFT(n_fft, hop)([estimates, mixture])  # (1, samples, channels, sources)
     return tf.transpose(waveforms[0], [2, 0, 1]).numpy()

@@ -214,12 +214,13 @@ class Separator:
             segments, at least one (summed chunks, for networks that cut frames into segments).
         overlap_seconds: crossfade between chunks, rounded to the hop (default 2 s); summed
             chunks need none and refuse one.
-        wiener_iterations: if given, the model is rebuilt with this many Wiener EM iterations.
+        wiener_iterations, griffin_lim_iterations: if given, the model is rebuilt with this many
+            Wiener EM iterations, or Griffin-Lim iterations from the mixture's phase.
     """
 
-    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None):
-        if wiener_iterations is not None and wiener_iterations != model.get_config()["wiener_iterations"]:
-            model = reconfigure(model, wiener_iterations=wiener_iterations)
+    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
+                 griffin_lim_iterations=None):
+        model = reconfigure(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
         self.model = model
         description = describe(model)
         form = chunk_model(model) if description["segment_frames"] else model
@@ -259,10 +260,11 @@ class Separator:
         return cls(load_model(path), **options)
 
     @classmethod
-    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None, threads=2):
+    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
+                    griffin_lim_iterations=None, threads=2):
         """A Separator that runs a whole-clip TFLite file (`tfsep export --format tflite`) in LiteRT.
 
-        Its Wiener iterations were fixed at export; asking for others raises ValueError. A
+        Its Wiener and Griffin-Lim iterations were fixed at export; asking for others raises ValueError. A
         model that cuts frames into segments runs the file's `chunk` signature, its `valid` form.
         """
         from tfsep.export import tflite_metadata
@@ -276,9 +278,12 @@ class Separator:
         description = tflite_metadata(path)
         if "block_samples" in description:
             raise ValueError(f"{path}: is the streaming form; separating files needs the whole-clip form")
-        if wiener_iterations is not None and wiener_iterations != description["wiener_iterations"]:
-            raise ValueError(f"{path}: was exported with {description['wiener_iterations']} Wiener iterations; "
-                             f"export it again with --wiener {wiener_iterations}")
+        for key, flag, asked in (("wiener_iterations", "--wiener", wiener_iterations),
+                                 ("griffin_lim_iterations", "--griffin-lim", griffin_lim_iterations)):
+            exported = description.get(key, 0)
+            if asked is not None and asked != exported:
+                raise ValueError(f"{path}: was exported with {exported} {key.split('_iter')[0].replace('_', '-')} "
+                                 f"iterations; export it again with {flag} {asked}")
         separator = cls.__new__(cls)
         separator.model = None
         signature = "chunk" if description.get("segment_frames") else "serving_default"
