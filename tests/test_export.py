@@ -202,6 +202,27 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
         assert wrong.returncode == 1 and f"{flag} applies to --format tflite only" in wrong.stderr
 
 
+def test_cli_export_never_replaces_a_file_or_its_input_unasked(tiny_model_file, tmp_path):
+    import shutil
+
+    model = tmp_path / "tiny.keras"
+    shutil.copy(tiny_model_file, model)
+    before = model.read_bytes()
+    command = [sys.executable, "-m", "tfsep.cli", "export", str(model), "--format", "tflite", "--output"]
+    onto_input = subprocess.run(command + [str(model), "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert onto_input.returncode == 1 and "is the model being exported" in onto_input.stderr
+    (tmp_path / "old.tflite").write_bytes(b"old")
+    again = subprocess.run(command + [str(tmp_path / "old.tflite")], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
+    assert (tmp_path / "old.tflite").read_bytes() == b"old" and model.read_bytes() == before
+    replaced = subprocess.run(command + [str(tmp_path / "old.tflite"), "--overwrite"], capture_output=True, text=True,
+                              timeout=300)
+    assert replaced.returncode == 0 and (tmp_path / "old.tflite").read_bytes()[4:8] == b"TFL3"
+    version = subprocess.run([sys.executable, "-m", "tfsep.cli", "export", str(model), "--output",
+                              str(tmp_path / "serving"), "--version", "0"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 1 and "--version must be a positive integer" in version.stderr
+
+
 def stream_through_litert(path, mixture):
     """Feed `mixture` (batch, samples, channels) block by block through the streaming TFLite file, as an app
     would, then zeros to flush the latency; returns {source: stems aligned with the mixture}."""

@@ -323,5 +323,5 @@ def test_griffin_lim_leaves_a_consistent_spectrum_and_zero_iterations_alone(rng)
     assert GriffinLim(256, 64, iterations=0)([spectrum, waveform]) is spectrum
     with pytest.raises(ValueError, match="whole signals"):
         GriffinLim(256, 64, framing="valid", iterations=1)
-    with pytest.raises(ValueError, match="integer >= 0"):
+    with pytest.raises(ValueError, match="integer from 0 to 32"):
         GriffinLim(256, 64, iterations=-1)

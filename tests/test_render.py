@@ -162,6 +162,17 @@ def test_missing_fluidsynth_and_soundfonts_say_what_to_install(monkeypatch, tmp_
         render.find_fluidsynth()
 
 
+@pytest.mark.parametrize("tool, package", [("mma", "mma"), ("espeak-ng", "espeak-ng")])
+def test_a_missing_band_tool_names_its_package(tool, package, monkeypatch):
+    if not renderer_installed():
+        pytest.skip("needs the renderer")
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == tool else which(name))
+    with pytest.raises(render.RenderError, match=f"apt-get install {package}`"):
+        render.Instruments("band")
+    render.Instruments("satb")  # the chorales alone need neither
+
+
 def test_cli_reports_a_missing_fluidsynth_in_one_line(tmp_path):
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "tfsep.cli", "render-dataset", str(tmp_path / "out")],

@@ -13,13 +13,15 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import soxr
+
+from tfsep import files
+from tfsep.files import temporary_beside
 
 
 class AudioError(Exception):
@@ -177,33 +179,6 @@ def resample(audio, rate_in, rate_out):
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def temporary_beside(path, suffix=""):
-    """A new empty temporary file `.<name>.<random>.part<suffix>` in `path`'s folder (created if needed), with the
-    permissions of a new file. `suffix` is for writers that insist on one (Keras: `.weights.h5`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + suffix)
-    os.close(descriptor)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    return temporary
-
-
-def replace_atomically(path, write, suffix=""):
-    """Call write(temporary path) on a temporary file beside `path` (`temporary_beside`), then rename it to `path`.
-
-    An existing file at `path` stays as it was unless everything succeeds.
-    """
-    temporary = temporary_beside(path, suffix)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
@@ -251,10 +226,20 @@ class BlockWriter:
                 reason = "the system refused the write: disk full or file size limit?"
             raise AudioError(f"{self.path}: cannot write ({reason})") from None
 
-    def commit(self):
+    def close(self):
+        """Finish the temporary file and return its path; `files.commit_set` moves it into place."""
         try:
             self.file.close()
-            os.replace(self.temporary, self.path)
+        except Exception as error:
+            raise AudioError(f"{self.path}: cannot write ({error_reason(error)})") from None
+        return self.temporary
+
+    def commit(self):
+        """Finish the file and rename it into place."""
+        temporary = self.close()
+        try:
+            files.fsync(temporary)
+            os.replace(temporary, self.path)
         except Exception as error:
             raise AudioError(f"{self.path}: cannot write ({error_reason(error)})") from None
         self.temporary = None

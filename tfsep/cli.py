@@ -4,7 +4,10 @@ Errors reach the user as one line on stderr and a non-zero exit; `--debug` shows
 """
 
 import argparse
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import tfsep
@@ -45,10 +48,12 @@ def run_separate(args):
     from tqdm.auto import tqdm
 
     from tfsep.audio import AudioError
-    from tfsep.separate import SeparationError, Separator
+    from tfsep.separate import SeparationError, Separator, check_outputs
 
     separator = Separator.load(args.model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
                                wiener_iterations=args.wiener, griffin_lim_iterations=args.griffin_lim)
+    check_outputs({path: separator.output_paths(path, args.output, args.template, args.residual)
+                   for path in args.inputs})
     failures = []
     progress = not args.quiet
     for path in tqdm(args.inputs, desc="files", unit="file", disable=not progress or len(args.inputs) < 2):
@@ -62,7 +67,7 @@ def run_separate(args):
             print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
             continue
         if not args.quiet:
-            print(f"{path} -> {', '.join(str(p) for p in written.values())}")
+            say(f"{path} -> {', '.join(str(p) for p in written.values())}")
     if failures:
         print(f"tfsep: {len(failures)} of {len(args.inputs)} files failed:", file=sys.stderr)
         for failure in failures:
@@ -87,7 +92,7 @@ def run_evaluate(args):
 
 
 def run_convert(args):
-    from tfsep.audio import replace_atomically
+    from tfsep.files import replace_atomically
     from tfsep.spleeter import convert
 
     if args.output.suffix != ".keras":
@@ -105,7 +110,14 @@ def run_export(args):
     from tfsep.models import load_model
     from tfsep.pretrained import resolve
 
-    model = load_model(resolve(args.model))
+    source = resolve(args.model)
+    if args.output.exists() and args.output.resolve() == Path(source).resolve():
+        raise ValueError(f"{args.output}: is the model being exported; choose another --output")
+    if args.format == "tflite" and args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
+    if args.version < 1:
+        raise ValueError(f"--version must be a positive integer, got {args.version}")
+    model = load_model(source)
     if args.format == "tflite":
         target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context,
                                args.griffin_lim)
@@ -213,7 +225,8 @@ def build_parser():
                         help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
     export.add_argument("--quantize", choices=["none", "float16", "dynamic-int8"], default="none",
                         help="TFLite weight quantisation (none)")
-    export.add_argument("--version", type=int, default=1, help="model version folder (1)")
+    export.add_argument("--version", type=int, default=1, help="model version folder, a positive integer (1)")
+    export.add_argument("--overwrite", action="store_true", help="tflite: replace an existing file")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
     export.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", in the exported graph")
@@ -251,6 +264,52 @@ def build_parser():
     return parser
 
 
+def say(text):
+    """Print a line to stdout; if stdout's reader has gone (`| head -1`), drop the rest and go on."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+        os.close(devnull)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that it cleans up as after Ctrl-C."""
+
+    def __init__(self, number):
+        super().__init__(number)
+        self.number = number
+
+
+_stopped_by = []  # the signal received, and when
+PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _stop(number, frame):
+    """Raise `Stopped` in tfsep's own code. A signal that lands inside a library (TensorFlow calling back
+    into Python from C++, say) is held for up to 5 s, retried every 50 ms by SIGALRM, because an exception
+    raised there can surface as an unrelated SystemError with a traceback."""
+    if not _stopped_by:
+        _stopped_by[:] = [number, time.monotonic()]
+    in_library = frame is not None and not frame.f_code.co_filename.startswith(PACKAGE)
+    if in_library and time.monotonic() - _stopped_by[1] < 5.0:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    raise Stopped(_stopped_by[0])
+
+
+def _retry(_, frame):
+    if _stopped_by:
+        _stop(_stopped_by[0], frame)
+
+
+def _stopped(number):
+    reason = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
+    print(f"tfsep: {reason}", file=sys.stderr)
+    return 128 + number
+
+
 def _dashed_file(argv):
     """The first argument before any `--` that names an existing file but starts with a dash, or None."""
     for token in argv:
@@ -269,12 +328,16 @@ def main(argv=None):
               f"write -- {dashed} or ./{dashed}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    for number in (signal.SIGTERM, signal.SIGHUP):  # timeout, docker stop, systemd, a closed terminal
+        signal.signal(number, _stop)
+    signal.signal(signal.SIGALRM, _retry)
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("tfsep: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return _stopped(getattr(error, "number", signal.SIGINT))
     except Exception as error:
+        if _stopped_by:
+            return _stopped(_stopped_by[0])
         if args.debug:
             raise
         print(f"tfsep: error: {error}", file=sys.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tfsep import audio, data, metrics
+from tfsep import audio, data, files, metrics
 from tfsep.models import SOURCES
 from tfsep.oracles import ORACLES, oracle_separate
 from tfsep.separate import Separator
@@ -180,12 +180,12 @@ def write_report(report_dir, report_data, tracks, separator, oracle, estimates):
 
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    audio.replace_atomically(report_dir / "metrics.json",
+    files.replace_atomically(report_dir / "metrics.json",
                         lambda path: Path(path).write_text(json.dumps(report_data, indent=2, allow_nan=False)))
-    audio.replace_atomically(report_dir / "report.md", lambda path: Path(path).write_text(markdown_table(report_data)))
+    files.replace_atomically(report_dir / "report.md", lambda path: Path(path).write_text(markdown_table(report_data)))
     sources = report_data["sources"]
     figure = _boxplot(report_data["tracks"], sources)
-    audio.replace_atomically(report_dir / "sdr_boxplot.png", lambda path: figure.savefig(path, format="png", dpi=100))
+    files.replace_atomically(report_dir / "sdr_boxplot.png", lambda path: figure.savefig(path, format="png", dpi=100))
     plt.close(figure)
 
     by_name = {track.name: track for track in tracks}
@@ -202,7 +202,7 @@ def write_report(report_dir, report_data, tracks, separator, oracle, estimates):
             stems = _estimate(separator, oracle, None, None, mixture, references, rate)
         figure = _spectrograms(f"{label} track: {name} (mean SDR {mean_sdr[name]:.2f} dB)", mixture, references,
                                stems[:, :keep], sources, rate)
-        audio.replace_atomically(report_dir / f"spectrograms_{label}.png",
+        files.replace_atomically(report_dir / f"spectrograms_{label}.png",
                             lambda path: figure.savefig(path, format="png", dpi=80))
         plt.close(figure)
 

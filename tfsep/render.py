@@ -98,11 +98,10 @@ def catalog(layout):
     return table
 
 
-def plan(layout, tracks, seed, sources=("chorale", "folk", "freedoom")):
+def plan(layout, tracks, seed):
     """[(split, index, [SongRef candidates])] for every track: distinct songs within each split and source
     while they last, candidates in the order they are tried should a song fail."""
     table = catalog(layout)
-    table = {split: {s: refs for s, refs in by_source.items() if s in sources} for split, by_source in table.items()}
     train, valid, test = split_sizes(tracks)
     splits = ["test"] * test + ["valid"] * valid + ["train"] * train
     orders = {}
@@ -124,9 +123,14 @@ def plan(layout, tracks, seed, sources=("chorale", "folk", "freedoom")):
 
 
 class Instruments:
-    """What each split may play: soundfonts, drum kits, espeak voices and mma grooves."""
+    """What each split may play: soundfonts, drum kits, espeak voices and mma grooves.
 
-    def __init__(self):
+    Every tool and package the layout needs must be installed (`band`: FluidSynth, the
+    soundfonts of every split, espeak-ng, mma and freedoom; `satb`: FluidSynth and the
+    soundfonts), or RenderError says what to install.
+    """
+
+    def __init__(self, layout="band"):
         self.fluidsynth = find_fluidsynth()
         fonts = timbres.soundfonts()
         try:
@@ -136,16 +140,17 @@ class Instruments:
         self.fonts = {split: [f for f in fonts if f.split == split] for split in SPLITS}
         kits = timbres.drum_kits(fonts)
         self.kits = {split: [k for k in kits if k.split == split] for split in SPLITS}
-        try:
-            self.singers = {split: singing.singers(split) for split in SPLITS}
-            singing.find_espeak()
-        except singing.SingingError:
-            self.singers = {split: [] for split in SPLITS}
-        try:
-            songs.find_mma()
-            grooves = songs.grooves()
-        except songs.SourceError:
-            grooves = []
+        self.singers, grooves = {split: [] for split in SPLITS}, []
+        if layout == "band":
+            try:
+                singing.find_espeak()
+                self.singers = {split: singing.singers(split) for split in SPLITS}
+                songs.find_mma()
+                grooves = songs.grooves()
+            except (singing.SingingError, songs.SourceError) as error:
+                raise RenderError(str(error)) from None
+            if not songs.freedoom_refs():
+                raise RenderError("freedoom's songs are not installed: install them with `apt-get install freedoom`")
         self.grooves = {split: [g for g in grooves if groove_split(g) == split] for split in SPLITS}
         self.hydrogen = {}
         self.lock = threading.Lock()
@@ -317,10 +322,9 @@ def render_dataset(out, layout="band", tracks=10, seed=0, jobs=2, progress=True)
         raise RenderError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)}")
     if tracks < 1:
         raise RenderError(f"--tracks must be at least 1, got {tracks}")
-    instruments = Instruments()
+    instruments = Instruments(layout)
     try:
-        sources = ("chorale", "folk", "freedoom") if instruments.grooves["train"] else ("chorale", "freedoom")
-        jobs_list = plan(layout, tracks, seed, sources)
+        jobs_list = plan(layout, tracks, seed)
     except songs.SourceError as error:
         raise RenderError(str(error)) from None
     out = Path(out)

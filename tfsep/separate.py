@@ -25,6 +25,7 @@ written block by block into temporary files that are renamed into place only whe
 whole file has been separated.
 """
 
+import math
 import re
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import soxr
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfsep import audio, pretrained
+from tfsep import audio, files, pretrained
 from tfsep.layers import leading_pad, num_frames, window_array
 from tfsep.models import chunk_model, describe, load_model, reconfigure
 
@@ -205,6 +206,40 @@ def track_name(path):
     return name or "track"
 
 
+def check_outputs(outputs):
+    """Refuse, before any work, outputs that would overwrite each other or an input.
+
+    `outputs` maps each input path to its {stem: output path}. SeparationError names both
+    sides of the first collision: two stems of one input on one path, two inputs on one
+    output, or an output that is an input.
+    """
+    inputs = {_identity(path): path for path in outputs}
+    claimed = {}
+    for path, targets in outputs.items():
+        for stem, target in targets.items():
+            key = _identity(target)
+            if key in inputs:
+                raise SeparationError(f"{target}: the {stem} output of {path} would overwrite the input "
+                                      f"{inputs[key]}; choose another output folder or template")
+            if key in claimed:
+                other_path, other_stem = claimed[key]
+                who = f"the {other_stem} and {stem} stems of {path}" if other_path == path else \
+                    f"{other_path} ({other_stem}) and {path} ({stem})"
+                raise SeparationError(f"{target}: {who} would both be written there; put {{track}} and {{source}} "
+                                      "in the template")
+            claimed[key] = (path, stem)
+
+
+def _identity(path):
+    """What a path names: the file's (device, inode) where it exists, else its resolved path."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        return stat.st_dev, stat.st_ino
+    except OSError:
+        return str(path.resolve())
+
+
 class Separator:
     """Separates mixtures with a SeparationModel, or its TFLite export (`from_tflite`), in chunks.
 
@@ -212,8 +247,8 @@ class Separator:
         model: a SeparationModel.
         chunk_seconds: chunk length, rounded to the STFT hop (crossfaded chunks) or to whole
             segments, at least one (summed chunks, for networks that cut frames into segments).
-        overlap_seconds: crossfade between chunks, rounded to the hop (default 2 s); summed
-            chunks need none and refuse one.
+        overlap_seconds: crossfade between chunks, rounded to the hop, shorter than the chunk
+            (default 2 s, or half a shorter chunk); summed chunks need none and refuse one.
         wiener_iterations, griffin_lim_iterations: if given, the model is rebuilt with this many
             Wiener EM iterations, or Griffin-Lim iterations from the mixture's phase.
     """
@@ -233,9 +268,13 @@ class Separator:
         """Chunk plan and model facts from a `models.describe` dictionary."""
         self.sources, self.sample_rate = tuple(description["sources"]), description["sample_rate"]
         self.channels, self.description = description["channels"], description
-        hop, segment = description["hop"], description.get("segment_frames", 0)
-        if not chunk_seconds > 0 or (overlap_seconds is not None and not overlap_seconds >= 0):
-            raise ValueError(f"chunk ({chunk_seconds} s) must be positive and overlap ({overlap_seconds} s) >= 0")
+        hop, segment, n_fft = description["hop"], description.get("segment_frames", 0), description["n_fft"]
+        shortest = 2 * n_fft / self.sample_rate
+        if not (math.isfinite(chunk_seconds) and chunk_seconds >= shortest):
+            raise ValueError(f"chunk ({chunk_seconds} s) must be a finite length of at least two FFT frames "
+                             f"({shortest:.3f} s)")
+        if overlap_seconds is not None and not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds):
+            raise ValueError(f"overlap ({overlap_seconds} s) must be finite and >= 0")
         if segment:
             if overlap_seconds is not None:
                 raise ValueError(f"this model separates summed chunks of whole {segment}-frame segments, which "
@@ -243,10 +282,14 @@ class Separator:
             segments = max(1, int(round(chunk_seconds * self.sample_rate / (segment * hop))))
             self.chunk_frames, self.chunk, self.overlap = segments * segment, segments * segment * hop, 0
             return
-        overlap_seconds = 2.0 if overlap_seconds is None else overlap_seconds
         self.chunk_frames = None
         self.chunk = max(hop, int(round(chunk_seconds * self.sample_rate / hop)) * hop)
-        self.overlap = min(self.chunk - hop, int(round(overlap_seconds * self.sample_rate / hop)) * hop)
+        if overlap_seconds is None:  # the default: 2 s, or half a shorter chunk
+            self.overlap = min(int(round(2.0 * self.sample_rate / hop)), self.chunk // hop // 2) * hop
+            return
+        self.overlap = int(round(overlap_seconds * self.sample_rate / hop)) * hop
+        if self.overlap >= self.chunk:
+            raise ValueError(f"overlap ({overlap_seconds} s) must be shorter than the chunk ({chunk_seconds} s)")
 
     @classmethod
     def load(cls, path=None, **options):
@@ -362,6 +405,9 @@ class Separator:
     def output_paths(self, path, outdir, template=DEFAULT_TEMPLATE, residual=False):
         """{source: output path} for input `path`: `template` filled with {track} and {source}, inside `outdir`."""
         outdir = Path(outdir)
+        if residual and RESIDUAL in self.sources:
+            raise SeparationError(f"the model has a source named {RESIDUAL!r}: --residual would write a second one; "
+                                  "leave --residual out")
         names = list(self.sources) + [RESIDUAL] * residual
         paths = {}
         for source in names:
@@ -379,11 +425,15 @@ class Separator:
         """Separate the audio file `path` into `outdir`; returns {source: written path}.
 
         The stems are written at the file's rate with `bits` ("16", "24" or "float"), in
-        the format of the template's suffix (.wav or .flac). Existing outputs are refused
-        unless `overwrite`; on any error, no output is written or changed.
+        the format of the template's suffix (.wav or .flac), into temporary files that are
+        committed as one set (`files.commit_set`): on any error, or if another run commits
+        first, every existing output stays as it was. Existing outputs are refused unless
+        `overwrite`, before any work and again at the commit; so are outputs that collide
+        (`check_outputs`).
         """
         path = Path(path)
         targets = self.output_paths(path, outdir, template, residual)
+        check_outputs({path: targets})
         existing = [str(target) for target in targets.values() if target.exists()]
         if existing and not overwrite:
             raise SeparationError(f"{existing[0]}: already exists (use --overwrite to replace it)")
@@ -408,8 +458,11 @@ class Separator:
                     bar.update(stems.shape[1])
             if written == 0:
                 raise SeparationError(f"{path}: holds no samples")
-            for writer in writers:
-                writer.commit()
+            staged = {writer.close(): writer.path for writer in writers}
+            try:
+                files.commit_set(staged, overwrite)
+            except FileExistsError as error:
+                raise SeparationError(f"{error} (another run wrote it meanwhile)") from None
         except BaseException:
             for writer in writers:
                 writer.discard()

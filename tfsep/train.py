@@ -28,7 +28,8 @@ import tensorflow as tf
 import yaml
 
 from tfsep import data, pretrained
-from tfsep.audio import error_reason, replace_atomically
+from tfsep.audio import error_reason
+from tfsep.files import replace_atomically
 from tfsep._keras import keras
 from tfsep.layers import STFT, Magnitude, SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
