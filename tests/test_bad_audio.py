@@ -122,6 +122,8 @@ def test_cli_batch_separates_the_good_files_and_lists_each_failure_in_one_line(t
 
     debug = run_tfsep("--debug", "separate", tmp_path / "broken.wav", "--model", tiny_model_file, "-o", tmp_path / "d")
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "AudioError" in debug.stderr
+    after = run_tfsep("separate", tmp_path / "broken.wav", "--model", tiny_model_file, "-o", tmp_path / "d", "--debug")
+    assert after.returncode == 1 and "Traceback" in after.stderr and "AudioError" in after.stderr
 
 
 def test_cli_names_with_a_leading_dash_need_a_double_dash(tiny_model_file, tmp_path, rng):

@@ -92,21 +92,29 @@ def test_loading_resamples_to_the_model_rate_and_caches_as_memory_maps(tmp_path,
         np.testing.assert_array_equal(plain[source], again[source])
 
 
-def test_16_bit_files_are_cached_as_int16_and_read_as_soundfile_reads_them(tmp_path, rng):
+def test_16_bit_wav_files_are_memory_mapped_in_place_and_read_as_soundfile_reads_them(tmp_path, rng):
     folder = tmp_path / "set" / "train" / "song"
     for name in ("mixture", *SOURCES):
         audio.write(folder / f"{name}.wav", rng.uniform(-0.9, 0.9, (8000, 2)).astype(np.float32), 8000, "PCM_16")
     tracks = data.find_tracks(tmp_path / "set", "train", SOURCES)
     (plain,) = data.load_tracks(tracks, SOURCES, 8000, progress=False)
-    (cached,) = data.load_tracks(tracks, SOURCES, 8000, cache_dir=tmp_path / "cache", progress=False)
-    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").iterdir()) == ["int16.npy"] * 4
-    assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) < 4 * 8000 * 2 * 2 + 4 * 256
+    (mapped,) = data.load_tracks(tracks, SOURCES, 8000, cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()  # nothing copied
     for source in SOURCES:
-        assert isinstance(cached[source], data.PcmSignal) and len(cached[source]) == 8000
-        np.testing.assert_array_equal(cached[source][100:300], plain[source][100:300])
-        np.testing.assert_array_equal(np.asarray(cached[source]), plain[source])
-    example = data.draw_example([cached], SOURCES, 3, 0, 1000, data.Augmentation())
+        assert isinstance(mapped[source], data.PcmSignal) and len(mapped[source]) == 8000
+        assert str(mapped[source].data.filename) == str(folder / f"{source}.wav")
+        np.testing.assert_array_equal(mapped[source][100:300], plain[source][100:300])
+        np.testing.assert_array_equal(np.asarray(mapped[source]), plain[source])
+    example = data.draw_example([mapped], SOURCES, 3, 0, 1000, data.Augmentation())
     assert example.dtype == np.float32 and example.shape == (4, 1000, 2)
+
+
+def test_wav_samples_maps_only_16_bit_wav(tmp_path, rng):
+    signal = rng.uniform(-0.9, 0.9, (500, 3)).astype(np.float32)
+    for name, subtype in (("a.wav", "PCM_16"), ("b.wav", "PCM_24"), ("c.flac", "PCM_16")):
+        audio.write(tmp_path / name, signal, 8000, subtype)
+    np.testing.assert_array_equal(data.wav_samples(tmp_path / "a.wav") / 32768, audio.read(tmp_path / "a.wav")[0])
+    assert data.wav_samples(tmp_path / "b.wav") is None and data.wav_samples(tmp_path / "c.flac") is None
 
 
 def test_augment_applies_gain_within_range_and_swaps_channels(rng):
@@ -216,3 +224,12 @@ def test_musdb_stem_mp4_tracks_load_through_the_musdb_package(tmp_path):
     assert abs(len(stems["vocals"]) - len(vocals)) < 2048  # AAC adds priming samples
     middle = slice(2000, 20000)
     assert np.corrcoef(stems["vocals"][middle, 0], vocals[middle, 0])[0, 1] > 0.95
+
+
+def test_a_training_stream_started_at_k_continues_the_stream_from_0(rng):
+    library = [{s: rng.uniform(-1, 1, (4000, 2)).astype(np.float32) for s in SOURCES} for _ in range(3)]
+    whole = data.training_dataset(library, SOURCES, 500, batch_size=2, seed=4).take(3)
+    later = data.training_dataset(library, SOURCES, 500, batch_size=2, seed=4, start=2).take(2)
+    whole_mixtures = [m.numpy() for m, _ in whole]
+    for k, (mixture, _) in enumerate(later):
+        np.testing.assert_array_equal(mixture.numpy(), whole_mixtures[k + 1])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tfsep import metrics
+from tfsep import bsseval, metrics
 
 RATE = 8000
 SOURCES = ("vocals", "drums", "bass", "other")
@@ -41,7 +41,7 @@ def test_bsseval_agrees_with_museval_and_its_own_frame_aggregation(rng):
     references = rng.normal(size=(4, RATE * 5, 2)) * 0.1
     references[1, : RATE * 2] = 0.0  # silent frames: NaN in museval, left out of the median
     estimates = references + rng.normal(scale=0.05, size=references.shape)
-    ours = metrics.bsseval(references, estimates, RATE)
+    ours = bsseval.bsseval(references, estimates, RATE)
 
     sdr, isr, sir, sar = museval.evaluate(references, estimates, win=RATE, hop=RATE)
     store = museval.TrackStore(win=1, hop=1, track_name="t")
@@ -84,7 +84,7 @@ def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(datase
     report = evaluate(dataset, "test", oracle="irm", report=tmp_path / "report", jobs=2, n_fft=512, hop=128,
                       progress=False)
     written = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert written == json.loads(json.dumps(report))
+    assert written == json.loads(json.dumps(report)) and written["separator"] == "oracle irm"
     assert sorted(written["tracks"]) == ["track0", "track1", "track2"]
     summary = written["summary"]
     for source in (*SOURCES, "mean"):
@@ -98,6 +98,13 @@ def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(datase
                      "spectrograms_worst.png"]
     assert (tmp_path / "report" / "sdr_boxplot.png").read_bytes()[:4] == b"\x89PNG"
     assert "| **mean** |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_scoring_workers_do_not_import_tensorflow():
+    script = ("import sys, numpy as np; from tfsep import bsseval; x = np.random.default_rng(0).normal(size=(2, 8000, 2)); "
+              "bsseval.bsseval(x, x + 0.1, 4000); print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
 
 
 def test_the_mixture_baseline_scores_what_museval_gives_mixture_over_four(dataset, tmp_path):
@@ -155,7 +162,7 @@ def test_estimates_folder_is_scored_as_it_is_and_checked(dataset, tmp_path):
         (tmp_path / "est" / track).mkdir(parents=True)
         for k, source in enumerate(SOURCES):
             soundfile.write(tmp_path / "est" / track / f"{source}.wav", estimates[k], RATE, subtype="FLOAT")
-        expected[track] = metrics.bsseval(references, estimates, RATE)
+        expected[track] = bsseval.bsseval(references, estimates, RATE)
     report = evaluate(dataset, "test", estimates=tmp_path / "est", jobs=1, progress=False)
     assert report["separator"] == f"estimates {tmp_path / 'est'}"
     for track, values in expected.items():

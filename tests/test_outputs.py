@@ -195,3 +195,12 @@ def test_a_closed_stdout_pipe_does_not_stop_the_batch(tiny_model_file, tmp_path,
     subprocess.run(command, shell=True, cwd=tmp_path, timeout=300, check=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c"]
     assert "Traceback" not in (tmp_path / "err").read_text()
+
+
+def test_flac_defaults_to_24_bit_and_refuses_float_naming_what_works(separator, song, tmp_path):
+    written = separator.separate_file(song, tmp_path / "out", "{track}/{source}.flac")
+    assert soundfile.info(written["vocals"]).subtype == "PCM_24"
+    assert soundfile.info(separator.separate_file(song, tmp_path / "wav")["vocals"]).subtype == "FLOAT"
+    with pytest.raises(ValueError, match="FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24"):
+        separator.separate_file(song, tmp_path / "f", "{track}/{source}.flac", bits="float")
+    assert not (tmp_path / "f").exists()

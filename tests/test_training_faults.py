@@ -158,12 +158,18 @@ def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(r
             killed = kill_at_random_moment(process, run, moment, rng)
             stderr.seek(0)
             assert killed, f"the run ended before its {moment} kill: {stderr.read()[-2000:]}"
+    # Then a kill in the final save: after the last epoch is logged, while the model is written.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for_epochs(process, run, 12, timeout=600)
+    time.sleep(rng.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
     final = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert epochs_logged(run)[-1] == 11
     model = tfsep.load_model(run / "model.keras")
     assert model.sources == ("vocals", "drums", "bass", "other")
-    assert not list(run.rglob(".*.part*"))
+    assert not list(run.rglob(".*.part*")) and (run / "finished.json").is_file() and not (run / "backup").exists()
 
 
 def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):
@@ -188,11 +194,18 @@ def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_
 def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_removed(rendered, tmp_path,
                                                                                      monkeypatch):
     run = tmp_path / "run"
-    config = tiny_config(rendered, run, schedule={"epochs": 2})
-    monkeypatch.setattr(training.SafeBackupAndRestore, "on_train_end", lambda self, logs=None: None)
-    training.train(config)  # leaves the folder as a run killed after 2 of 4 epochs would
+    config = tiny_config(rendered, run, schedule={"epochs": 4})
+    summary = training.EpochSummary.on_epoch_end
+
+    def stop_after_two(self, epoch, logs=None):
+        summary(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
+
+    monkeypatch.setattr(training.EpochSummary, "on_epoch_end", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config)
     monkeypatch.undo()
-    config["schedule"]["epochs"] = 4
     shutil.copytree(run, tmp_path / "good")
     cases = {
         "backup/latest.weights.h5": r"backup: the backup of this run is unreadable \(.+\); delete that folder",
@@ -218,3 +231,35 @@ def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_remo
     assert epochs_logged(run) == [0, 1, 2, 3]
     tfsep.load_model(run / "model.keras")
     assert (run / "best.weights.h5").is_file()
+
+
+def test_a_finished_run_says_so_and_a_changed_config_is_refused_by_name(rendered, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 1})
+    first = run_cli(config, tmp_path / "config.yaml")
+    assert first.returncode == 0, first.stderr[-2000:]
+    model, history = digest(run / "model.keras"), (run / "history.csv").read_text()
+    assert json.loads((run / "finished.json").read_text())["epochs"] == 1 and not (run / "backup").exists()
+
+    again = run_cli(config, tmp_path / "config.yaml")
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == (
+        f"{run}: this run has finished; its model is {run / 'model.keras'} (restart it to train again)")
+    assert digest(run / "model.keras") == model and (run / "history.csv").read_text() == history
+
+    (run / "finished.json").unlink()
+    saved = (run / "config.yaml").read_text()
+    changed = run_cli({**config, "optimizer": {**config.get("optimizer", {}), "learning_rate": 0.5}},
+                      tmp_path / "config.yaml")
+    assert changed.returncode == 1
+    assert re.search(r"was started with other settings: optimizer.learning_rate \(.+ -> 0.5\)", changed.stderr)
+    assert (run / "config.yaml").read_text() == saved  # compared before anything is written
+
+
+def test_run_seed_fixes_the_initial_weights(rendered):
+    config = training.load_config(tiny_config(rendered, "unused"))
+    weights = []
+    for _ in range(2):
+        tfsep._keras.keras.utils.set_random_seed(config.run.seed)
+        weights.append(training.build_separation_model(config).get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

@@ -163,15 +163,6 @@ def read(path, sample_rate=None):
     return audio, rate
 
 
-def read_pcm16(path):
-    """The int16 samples (samples, channels) of a 16-bit PCM file, exactly as stored."""
-    info(path)
-    try:
-        return soundfile.read(str(path), dtype="int16", always_2d=True)[0]
-    except Exception as error:
-        raise AudioError(f"{path}: cannot decode ({error_reason(error)})") from None
-
-
 def resample(audio, rate_in, rate_out):
     """Resample float32 (samples, channels) from `rate_in` to `rate_out` with soxr (high quality)."""
     if rate_in == rate_out:

@@ -40,7 +40,7 @@ def run_render_dataset(args):
 def run_train(args):
     from tfsep.train import train
 
-    train(args.config, args.overrides)
+    train(args.config, args.overrides, restart=args.restart)
     return 0
 
 
@@ -176,7 +176,8 @@ def build_parser():
     separate.add_argument("--template", default="{track}/{source}.wav",
                           help="output path inside the folder, with {track} and {source}; .wav or .flac "
                           "(default {track}/{source}.wav)")
-    separate.add_argument("--bits", choices=["16", "24", "float"], default="float", help="sample format (float)")
+    separate.add_argument("--bits", choices=["16", "24", "float"],
+                          help="sample format (float for .wav, 24 for .flac)")
     separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
     separate.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
@@ -256,9 +257,10 @@ def build_parser():
     train = commands.add_parser(
         "train", help="train a model with model.fit from a YAML config",
         description="Train as CONFIG describes (see configs/); section.key=value overrides change it. "
-        "Run the same command again to resume after a crash.",
+        "Run the same command again to resume after a crash; a finished run says so and exits.",
     )
     train.add_argument("--config", help="YAML config file (default: all defaults)")
+    train.add_argument("--restart", action="store_true", help="train the run again from its first epoch, replacing it")
     train.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. schedule.epochs=10")
     train.set_defaults(run=run_train)
     return parser
@@ -327,6 +329,8 @@ def main(argv=None):
         print(f"tfsep: error: {dashed}: a file name that starts with a dash reads as an option; "
               f"write -- {dashed} or ./{dashed}", file=sys.stderr)
         return 2
+    if "--debug" in argv[:argv.index("--") if "--" in argv else len(argv)]:  # also after the subcommand
+        argv = ["--debug", *[token for token in argv if token != "--debug"]]
     args = build_parser().parse_args(argv)
     for number in (signal.SIGTERM, signal.SIGHUP):  # timeout, docker stop, systemd, a closed terminal
         signal.signal(number, _stop)

@@ -10,7 +10,7 @@ no accompaniment file gets the mixture minus its other sources, as MUSDB18 defin
 accompaniment, so a vocals/accompaniment model trains and is scored on a four-stem set.
 
 Audio is decoded once into memory, or into `.npy` files in a cache folder that are then
-memory-mapped, for sets larger than RAM (16-bit files stay 16-bit there, half the size). With working tensorflow-io kernels, wav and flac
+memory-mapped, for sets larger than RAM; 16-bit wav files are memory-mapped where they are. With working tensorflow-io kernels, wav and flac
 are decoded inside tf.data (in parallel, without the GIL); otherwise with soundfile.
 
 Training elements are random chunks whose stems may come from different tracks, each
@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tfsep import audio
+from tfsep import audio, files
 
 SUFFIXES = (".wav", ".flac")
 
@@ -257,9 +257,9 @@ def read_stems(track, sources, sample_rate=None):
 
 
 class PcmSignal:
-    """A 16-bit PCM signal memory-mapped as int16 and read as float32 (value / 32768, as soundfile reads it).
+    """16-bit PCM samples memory-mapped as int16 and read as float32 (value / 32768, as soundfile reads them).
 
-    Holds half the bytes of the float32 form; slicing returns float32 (samples, channels).
+    Slicing returns float32 (samples, channels).
     """
 
     def __init__(self, data):
@@ -276,26 +276,51 @@ class PcmSignal:
         return self[:].astype(dtype or np.float32, copy=False)
 
 
-def _cached(track, paths, sample_rate, cache_dir, workers):
-    """The signals of `paths`, decoded once into `.npy` files in `cache_dir` and memory-mapped from there.
+def wav_samples(path):
+    """The int16 (frames, channels) samples of a 16-bit PCM wav file, memory-mapped from its `data` chunk;
+    None for any other file (another format or sample type, or a data chunk whose size disagrees)."""
+    info = audio.info(path)
+    if Path(path).suffix.lower() != ".wav" or info.subtype != "PCM_16":
+        return None
+    with open(path, "rb") as file:
+        start = file.read(12)
+        if start[:4] != b"RIFF" or start[8:12] != b"WAVE":
+            return None
+        while header := file.read(8):
+            if len(header) < 8:
+                return None
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind == b"data":
+                if size < info.samples * info.channels * 2:
+                    return None
+                return np.memmap(path, np.int16, "r", file.tell(), (info.samples, info.channels))
+            file.seek(size + size % 2, 1)
+    return None
 
-    16-bit PCM files at `sample_rate` are kept as their int16 samples (`PcmSignal`), the rest as float32.
-    """
-    infos = [audio.info(path) for path in paths]
-    pcm = [info.subtype == "PCM_16" and info.sample_rate == sample_rate for info in infos]
-    cached = [_cache_path(cache_dir, path, sample_rate).with_suffix(".int16.npy" if p else ".npy")
-              for path, p in zip(paths, pcm)]
-    missing = [i for i, path in enumerate(cached) if not path.is_file()]
-    floats = [i for i in missing if not pcm[i]]
-    decoded = dict(zip(floats, decode_files([paths[i] for i in floats], sample_rate, workers)))
-    for i in missing:
-        signal = _finite(track, paths[i], decoded[i]) if i in decoded else audio.read_pcm16(paths[i])
-        cached[i].parent.mkdir(parents=True, exist_ok=True)
-        partial = cached[i].with_name(cached[i].name.replace(".npy", ".part.npy"))
-        np.save(partial, signal)
-        partial.replace(cached[i])
-    return [PcmSignal(np.load(path, mmap_mode="r")) if p else np.load(path, mmap_mode="r")
-            for path, p in zip(cached, pcm)]
+
+def _cached(track, paths, sample_rate, cache_dir, workers):
+    """The signals of `paths`, memory-mapped: 16-bit wav files at `sample_rate` in place (`wav_samples`),
+    the rest decoded once into float32 `.npy` files in `cache_dir`."""
+    signals = {}
+    for i, path in enumerate(paths):
+        if audio.info(path).sample_rate == sample_rate:
+            mapped = wav_samples(path)
+            if mapped is not None:
+                signals[i] = PcmSignal(mapped)
+    rest = [i for i in range(len(paths)) if i not in signals]
+    cached = {i: _cache_path(cache_dir, paths[i], sample_rate) for i in rest}
+    missing = [i for i in rest if not cached[i].is_file()]
+    for i, signal in zip(missing, decode_files([paths[i] for i in missing], sample_rate, workers)):
+        _finite(track, paths[i], signal)
+        files.replace_atomically(cached[i], lambda partial: _save_npy(partial, signal))
+    for i in rest:
+        signals[i] = np.load(cached[i], mmap_mode="r")
+    return [signals[i] for i in range(len(paths))]
+
+
+def _save_npy(path, signal):
+    with open(path, "wb") as file:  # np.save would append .npy to a temporary's name
+        np.save(file, signal)
 
 
 def _finite(track, path, signal):
@@ -364,10 +389,12 @@ def _to_example(stems, sources):
 CHUNK_SAMPLES = 6 * 44100  # Open-Unmix's 6 s training chunks at 44.1 kHz
 
 
-def training_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16, seed=0, augmentation=Augmentation()):
+def training_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16, seed=0, augmentation=Augmentation(),
+                     start=0):
     """An endless, seeded tf.data pipeline of augmented random `samples`-long chunks, batched and prefetched.
 
-    Example i depends only on (seed, i), so the stream is the same under any parallelism.
+    Example i depends only on (seed, i), so the stream is the same under any parallelism;
+    it begins at example `start` (a resumed run's next).
     Elements: (mixture (batch, samples, channels), {source: (batch, samples, channels)}).
     """
     sources = tuple(sources)
@@ -376,7 +403,7 @@ def training_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16, see
     def draw(index):
         return draw_example(library, sources, int(index), seed, samples, augmentation)
 
-    examples = tf.data.Dataset.counter().map(
+    examples = tf.data.Dataset.counter(start).map(
         lambda index: tf.ensure_shape(tf.numpy_function(draw, [index], tf.float32), (len(sources), samples, channels)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tfsep import audio, data, files, metrics
+from tfsep import audio, bsseval, data, files, metrics
 from tfsep.models import SOURCES
 from tfsep.oracles import ORACLES, oracle_separate
 from tfsep.separate import Separator
@@ -91,7 +91,9 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     if oracle is not None and oracle not in ORACLES:
         raise ValueError(f"unknown oracle {oracle!r}; choose one of {list(ORACLES)}")
     separator = None
+    label = None
     if oracle is not None:
+        label = f"oracle {oracle}" + (f", {griffin_lim} Griffin-Lim iterations" if griffin_lim else "")
         oracle = functools.partial(oracle_separate, oracle, n_fft=n_fft, hop=hop, griffin_lim=griffin_lim or 0)
     if model is not None:
         options = {"wiener_iterations": wiener, "griffin_lim_iterations": griffin_lim}
@@ -101,7 +103,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     sources = tuple(sources)
     tracks = data.find_tracks(dataset, subset, sources, remainder)[:max_tracks]
 
-    results, futures = {}, {}
+    results, futures, scored = {}, {}, {}
     context = multiprocessing.get_context("spawn")  # TensorFlow's threads do not survive a fork
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) if jobs > 1 else _InProcess() as pool:
         for track in tqdm(tracks, desc="separating", unit="track", disable=not progress):
@@ -111,16 +113,21 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
             si_sdr = metrics.si_sdr(references, stems).numpy()
             results[track.name] = {source: {"global_SDR": float(global_sdr[k]), "SI_SDR": float(si_sdr[k])}
                                    for k, source in enumerate(sources)}
-            futures[track.name] = pool.submit(metrics.bsseval, references, stems, rate)
+            futures[track.name] = pool.submit(bsseval.bsseval, references, stems, rate)
+            pending = [name for name, future in futures.items() if name not in scored]
+            if len(pending) > 2 * jobs:  # a bounded queue: at most 2 × jobs separated tracks wait in memory
+                scored[pending[0]] = futures.pop(pending[0]).result()
         for name, future in tqdm(futures.items(), desc="BSSEval v4", unit="track", disable=not progress):
-            for metric, values in future.result().items():
+            scored[name] = future.result()
+        for name, scores in scored.items():
+            for metric, values in scores.items():
                 for k, source in enumerate(sources):
                     value = float(values[k])
                     results[name][source][metric] = value if np.isfinite(value) else None  # silent reference
 
     report_data = {
         "dataset": str(dataset), "subset": subset,
-        "separator": f"oracle {oracle}" if oracle else f"estimates {estimates}" if estimates is not None
+        "separator": label if oracle else f"estimates {estimates}" if estimates is not None
         else str(getattr(model, "name", model)),
         "sources": list(sources), "tracks": results, "summary": summarize(results, sources),
     }

@@ -107,7 +107,8 @@ def plan(layout, tracks, seed):
     orders = {}
     for split, sources in table.items():
         for source, refs in sources.items():
-            orders[split, source] = [refs[i] for i in np.random.default_rng([seed, len(source)]).permutation(len(refs))]
+            stream = np.random.default_rng([seed, len(source)])  # one stream per source (its name's length, 4 to 8)
+            orders[split, source] = [refs[i] for i in stream.permutation(len(refs))]
     used, jobs = {}, []
     for index, split in enumerate(splits):
         available = [s for s in SOURCE_SHARES[split] if table[split].get(s)] if layout == "band" else ["chorale"]

@@ -420,11 +420,12 @@ class Separator:
             paths[source] = target
         return paths
 
-    def separate_file(self, path, outdir, template=DEFAULT_TEMPLATE, bits="float", residual=False,
+    def separate_file(self, path, outdir, template=DEFAULT_TEMPLATE, bits=None, residual=False,
                       overwrite=False, progress=False):
         """Separate the audio file `path` into `outdir`; returns {source: written path}.
 
-        The stems are written at the file's rate with `bits` ("16", "24" or "float"), in
+        The stems are written at the file's rate with `bits` ("16", "24" or "float"; by default
+        float for wav and 24 for flac, which holds no float samples), in
         the format of the template's suffix (.wav or .flac), into temporary files that are
         committed as one set (`files.commit_set`): on any error, or if another run commits
         first, every existing output stays as it was. Existing outputs are refused unless
@@ -438,9 +439,14 @@ class Separator:
         if existing and not overwrite:
             raise SeparationError(f"{existing[0]}: already exists (use --overwrite to replace it)")
         found, blocks = audio.blocks(path, BLOCK_SAMPLES)
-        subtype = audio.SUBTYPES.get(str(bits))
+        suffix = Path(template).suffix.lower()
+        bits = ("24" if suffix == ".flac" else "float") if bits is None else str(bits)
+        subtype = audio.SUBTYPES.get(bits)
         if subtype is None:
             raise ValueError(f"bits must be one of {list(audio.SUBTYPES)}, got {bits!r}")
+        if suffix == ".flac" and bits == "float":
+            raise ValueError("FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24, or a .wav "
+                             "template")
         writers = []
         new_folders = {folder for target in targets.values() for folder in (target, *target.parents)
                        if not folder.exists()}

@@ -8,7 +8,13 @@ runs. It writes into `run.output`:
 - `backup/`: BackupAndRestore's state, so that the same command resumes a killed run;
   kept after a NaN loss, which stops the run with `TrainingError`;
 - `tensorboard/`: scalars, spectrograms and audio of validation examples;
-- `config.yaml`: the config as run.
+- `config.yaml`: the config as run;
+- `finished.json`: written last, once `model.keras` is in place: the run is done, and the
+  same command says so instead of training again (`restart=True` trains it again).
+
+A run resumes only with the config it was started with; a changed key is refused by name.
+`run.seed` seeds the weights' initialisation, and a resumed run continues the data stream
+where its last finished epoch left it.
 
 Checkpoints are written beside their target and renamed into place, so a run killed at
 any moment keeps whole files, and unreadable ones stop a resumed run before it trains.
@@ -17,6 +23,7 @@ any moment keeps whole files, and unreadable ones stop a resumed run before it t
 import csv
 import dataclasses
 import json
+import shutil
 import sys
 import time
 import types
@@ -113,6 +120,7 @@ class RunConfig:
     devices: list[str] | None = None  # for mirrored; None: every GPU
     tensorboard_every: int = 5  # epochs between spectrogram images and audio clips
     verbose: int = 1
+    seed: int = 0  # weight initialisation
 
 
 @dataclasses.dataclass
@@ -468,8 +476,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         replace_atomically(self._training_metadata_path, lambda partial: Path(partial).write_text(metadata))
 
     def on_train_end(self, logs=None):
-        if not self.nan_guard.where:
-            super().on_train_end(logs)
+        """Keep the backup: `train` removes it once the model is saved, so a kill before that resumes."""
 
 
 class SafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -524,11 +531,14 @@ def _find_tracks(config, subset):
     return data.find_tracks(config.data.root, subset, config.data.sources, config.data.remainder)
 
 
-def train(config=None, overrides=()):
-    """Run the training that `config` describes (a TrainConfig, dict, YAML path or None); returns the History.
+def train(config=None, overrides=(), restart=False):
+    """Run the training that `config` describes (a TrainConfig, dict, YAML path or None); returns the History,
+    or None for a run that has already finished (it says so, naming its model).
 
     Started again with the same config after a crash, it resumes from its last finished
-    epoch. The best model is saved as `run.output/model.keras`.
+    epoch; a config that differs from the run's own is refused, naming the changed keys.
+    `restart` trains the run again from its first epoch. The best model is saved as
+    `run.output/model.keras`.
     """
     config = load_config(config, overrides)
     strategy = make_strategy(config.run)
@@ -536,10 +546,19 @@ def train(config=None, overrides=()):
     output = Path(config.run.output)
     if not chief:
         output = output / f"worker-{strategy.cluster_resolver.task_id}"
+    settings = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+    if restart:
+        for name in ("finished.json", "best.weights.h5", "history.csv", "model.keras"):
+            (output / name).unlink(missing_ok=True)
+        shutil.rmtree(output / "backup", ignore_errors=True)
+    elif (output / "finished.json").is_file() and (output / "model.keras").is_file():
+        print(f"{output}: this run has finished; its model is {output / 'model.keras'} (restart it to train again)")
+        return None
+    else:
+        _check_same_run(output / "config.yaml", config)
     output.mkdir(parents=True, exist_ok=True)
     for leftover in [*output.glob(".*.part*"), *(output / "backup").glob(".*.part*")]:
         leftover.unlink()  # temporary files of a run killed before it could rename them into place
-    settings = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
     replace_atomically(output / "config.yaml", lambda partial: Path(partial).write_text(settings))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
@@ -549,8 +568,41 @@ def train(config=None, overrides=()):
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def make_datasets(config, progress=True):
-    """The (training, validation) tf.data pipelines of `config.data`: batches of (mixture, {source: stem})."""
+IGNORED_ON_RESUME = {"run.verbose"}  # keys that do not change what a run computes
+
+
+def _flat(values, prefix=""):
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "network":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_same_run(saved, config):
+    """Refuse to resume the run whose `config.yaml` is `saved` with another config, naming the keys that differ."""
+    if not saved.is_file():
+        return
+    try:
+        before = _flat(dataclasses.asdict(load_config(saved)))
+    except (ConfigError, yaml.YAMLError):
+        raise ConfigError(f"{saved}: the run's saved config is unreadable; use another run.output") from None
+    now = _flat(dataclasses.asdict(config))
+    changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key)
+                     and key not in IGNORED_ON_RESUME)
+    if changed:
+        details = ", ".join(f"{key} ({before.get(key)!r} -> {now.get(key)!r})" for key in changed)
+        raise ConfigError(f"{saved.parent} was started with other settings: {details}; resume it with its own config, "
+                          "choose another run.output, or restart it")
+
+
+def make_datasets(config, progress=True, first_example=0):
+    """The (training, validation) tf.data pipelines of `config.data`: batches of (mixture, {source: stem}).
+
+    The training stream starts at example `first_example`, where a resumed run left it.
+    """
     sources = config.data.sources
     train_tracks, valid_tracks = _find_tracks(config, "train"), _find_tracks(config, "valid")
     train_library = data.load_tracks(train_tracks, sources, config.data.sample_rate, config.data.cache_dir,
@@ -561,7 +613,7 @@ def make_datasets(config, progress=True):
     augmentation = data.Augmentation(config.data.remix, tuple(config.data.gain), config.data.channel_swap,
                                      config.data.silence_threshold)
     training = data.training_dataset(train_library, sources, samples, config.data.batch_size, config.data.seed,
-                                     augmentation)
+                                     augmentation, start=first_example)
     validation = data.validation_dataset(valid_library, sources, samples, config.data.batch_size)
     if config.data.validation_batches:
         validation = validation.take(config.data.validation_batches)
@@ -572,9 +624,13 @@ def make_datasets(config, progress=True):
 
 def _fit(config, strategy, chief, output):
     sources = config.data.sources
+    keras.utils.set_random_seed(config.run.seed)
     with strategy.scope():
         model = build_separation_model(config)  # settings are checked before any data is read
-    training, validation = make_datasets(config, progress=config.run.verbose > 0 and chief)
+    _drop_partial_line(output / "history.csv")
+    done = _finished_epochs(output) if (output / "backup").exists() else 0
+    training, validation = make_datasets(config, progress=config.run.verbose > 0 and chief,
+                                         first_example=done * config.data.steps_per_epoch * config.data.batch_size)
     example = next(iter(validation))
 
     magnitudes = config.loss.magnitude > 0
@@ -589,7 +645,6 @@ def _fit(config, strategy, chief, output):
         if (output / "backup").exists() and best.is_file():
             _load_checkpoint(trainer, best)  # an unreadable one stops the run now, not after training
 
-    _drop_partial_line(output / "history.csv")
     nan_guard = StopOnNaN()
     history = trainer.fit(
         training.map(lambda mixture, stems: (mixture, training_targets(stems, magnitudes))),
@@ -603,7 +658,12 @@ def _fit(config, strategy, chief, output):
     if best.is_file():
         _load_checkpoint(trainer, best)
     if chief and (best.is_file() or not nan_guard.where):
-        model.save(output / "model.keras")
+        replace_atomically(output / "model.keras", lambda partial: model.save(partial), suffix=".keras")
+    if chief and not nan_guard.where:
+        summary = json.dumps({"epochs": len(history.epoch) + done, "best_val_sdr": best_validation_sdr(
+            output / "history.csv")})
+        replace_atomically(output / "finished.json", lambda partial: Path(partial).write_text(summary))
+        shutil.rmtree(output / "backup", ignore_errors=True)  # only now: a kill before here resumes and saves
     if nan_guard.where:
         epoch, batch = nan_guard.where
         kept = (f"{output / 'model.keras'} holds the best weights before it" if best.is_file()
@@ -613,6 +673,15 @@ def _fit(config, strategy, chief, output):
         raise TrainingError(f"the training loss became NaN at epoch {epoch}, batch {batch}, and the run stopped; "
                             f"{kept}; {resume} (lower optimizer.learning_rate or raise optimizer.clipnorm first)")
     return history
+
+
+def _finished_epochs(output):
+    """The epochs that `history.csv` records as finished."""
+    try:
+        with open(output / "history.csv", newline="") as file:
+            return sum(1 for _ in csv.DictReader(file))
+    except OSError:
+        return 0
 
 
 def _drop_partial_line(path):
