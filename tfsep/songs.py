@@ -15,6 +15,7 @@ catalog; `load(ref, rng)` parses it into a `Song` with randomised tempo and tran
 Every time is in seconds.
 """
 
+import functools
 import io
 import shutil
 import struct
@@ -118,6 +119,7 @@ def folk_refs():
     return refs
 
 
+@functools.lru_cache(maxsize=None)
 def wad_lumps(path):
     """{name: bytes} of the lumps of a Doom WAD: a 12-byte header and a table of 16-byte entries."""
     data = Path(path).read_bytes()
@@ -443,7 +445,7 @@ def midi_channels(data, seconds):
     return {c: sorted(notes, key=lambda n: (n.start, n.pitch)) for c, notes in channels.items()}, programs
 
 
-def lead_channel(channels, programs):
+def lead_channel(channels):
     """The melodic channel most likely to carry the tune: high, busy and mostly one note at a time."""
     def score(channel):
         notes = channels[channel]
@@ -471,7 +473,7 @@ def freedoom(ref, rng, groove_pool, max_seconds, layout="band"):
         if np.mean([n.pitch for n in channels[low]]) < 48:
             parts["bass"].append(Part(tuple(channels.pop(low)), programs.get(low, 0)))
     if channels:
-        lead = lead_channel(channels, programs)
+        lead = lead_channel(channels)
         notes = channels.pop(lead)
         tops = {(top[0], top[2]) for top in melody_line([(n.start, n.length, n.pitch) for n in notes])}
         parts["vocals"].append(Part(tuple(n for n in notes if (n.start, n.pitch) in tops), 52))
