@@ -49,6 +49,10 @@ def test_bad_files_get_errors_naming_the_file(separator, tmp_path, rng):
     (tmp_path / "truncated.flac").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     wav = write_wav(tmp_path / "full.wav", rng.uniform(-0.5, 0.5, (RATE * 4, 2)))
     (tmp_path / "truncated.wav").write_bytes(wav.read_bytes()[: wav.stat().st_size // 2])
+    for name, container in [("aiff.aiff", "AIFF"), ("rf64.wav", "RF64"), ("w64.w64", "W64")]:
+        whole = tmp_path / f"whole {name}"
+        soundfile.write(whole, rng.uniform(-0.5, 0.5, (RATE * 4, 2)), RATE, "PCM_16", format=container)
+        (tmp_path / f"truncated {name}").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     write_wav(tmp_path / "nan.wav", np.full((RATE, 2), np.nan), subtype="FLOAT")
     write_wav(tmp_path / "inf.wav", np.where(np.arange(RATE)[:, None] == 7, np.inf, 0.1) * np.ones((1, 2)),
               subtype="FLOAT")
@@ -61,6 +65,9 @@ def test_bad_files_get_errors_naming_the_file(separator, tmp_path, rng):
         "silent.wav": "silent.wav: holds no samples",
         "truncated.flac": "truncated.flac: cannot decode",
         "truncated.wav": "truncated.wav: truncated",
+        "truncated aiff.aiff": r"truncated aiff.aiff: truncated \(its header promises 128008 bytes, the file holds",
+        "truncated rf64.wav": r"truncated rf64.wav: truncated \(its header promises 32000 samples, the file holds",
+        "truncated w64.w64": r"truncated w64.w64: truncated \(its header promises",
         "nan.wav": "nan.wav: holds NaN or infinite samples",
         "inf.wav": "inf.wav: holds NaN or infinite samples",
         "huge.wav": r"huge.wav: samples reach 3e\+04, far beyond full scale ±1",
@@ -71,6 +78,24 @@ def test_bad_files_get_errors_naming_the_file(separator, tmp_path, rng):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))  # not even a temporary
     with pytest.raises(SeparationError, match="holds NaN or infinite samples"):
         separator.separate(np.array([[0.0, np.inf]]), RATE)
+
+
+def test_a_file_that_shrinks_while_it_is_read_is_refused(separator, tmp_path, rng, monkeypatch):
+    song = write_wav(tmp_path / "song.wav", rng.uniform(-0.5, 0.5, (RATE * 6, 2)))
+    blocks = audio._soundfile_blocks
+
+    def cut_after_the_first_block(path, block_samples):
+        for i, block in enumerate(blocks(path, block_samples)):
+            if i == 0:
+                os.truncate(song, song.stat().st_size // 2)  # as another program rewriting it would
+            yield block
+
+    monkeypatch.setattr(audio, "_soundfile_blocks", cut_after_the_first_block)
+    monkeypatch.setattr("tfsep.separate.BLOCK_SAMPLES", RATE)
+    with pytest.raises(audio.AudioError, match=rf"song.wav: truncated, damaged or changed while read \(\d+ samples decoded, its header "
+                       rf"promises {RATE * 6}\)"):
+        separator.separate_file(song, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_awkward_but_valid_audio_is_separated_at_its_own_rate_and_channels(separator, tmp_path, rng):
@@ -202,6 +227,11 @@ def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(ti
     assert result.returncode == 0, result.stderr
     info = soundfile.info(tmp_path / "out" / "song" / "vocals.wav")
     assert info.samplerate == 22050 and abs(info.frames - 44100) < 3000  # mp3 adds encoder padding
+    mp3 = (tmp_path / "song.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(mp3[: len(mp3) // 2])  # its Xing header still gives the whole duration
+    result = run_tfsep("separate", tmp_path / "cut.mp3", "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
+    assert result.returncode == 1 and "cut.mp3: truncated, damaged or changed while read" in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "cut").exists()
 
     no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
     result = run_tfsep("separate", tmp_path / "song.mp3", "--model", tiny_model_file, "-o", tmp_path / "out2", "-q",
@@ -226,3 +256,19 @@ def test_data_sets_refuse_nan_samples_naming_track_and_file(tmp_path, rng):
         with pytest.raises(data.DatasetError, match=r"track 'song': .*drums.wav holds NaN or infinite samples"):
             data.load_tracks(tracks, list(stems), RATE, cache_dir=cache, progress=False)
     assert all(np.isfinite(np.load(path)).all() for path in (tmp_path / "cache").rglob("*.npy"))  # vocals only
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_damaged_mp3_that_fills_ffmpeg_s_stderr_is_refused_without_a_hang(tmp_path):
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=300:sample_rate=22050",
+                    "-b:a", "32k", tmp_path / "long.mp3"], check=True)
+    damaged, noise = bytearray((tmp_path / "long.mp3").read_bytes()), np.random.default_rng(0)
+    for start in range(2000, len(damaged), 300):  # about a megabyte of ffmpeg errors, far beyond a pipe's buffer
+        damaged[start:start + 4] = noise.bytes(4)
+    (tmp_path / "damaged.mp3").write_bytes(bytes(damaged))
+    errors = subprocess.run(["ffmpeg", "-v", "error", "-i", tmp_path / "damaged.mp3", "-f", "f32le", "-"],
+                            capture_output=True).stderr
+    assert len(errors) > 2**17
+    script = f"from tfsep import audio; audio.read({str(tmp_path / 'damaged.mp3')!r})"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "damaged.mp3: truncated, damaged or changed while read" in result.stderr.splitlines()[-1]

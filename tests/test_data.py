@@ -170,6 +170,15 @@ def test_remix_draws_sources_from_different_tracks_and_no_remix_keeps_one():
     assert sum(mixed) > 12
 
 
+def test_without_remix_the_stems_of_an_example_are_aligned_as_in_their_track():
+    ramp = np.arange(20000, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32) / 20000
+    library = [{source: ramp * (k + 1) for k, source in enumerate(SOURCES)} for _ in range(3)]
+    plain = data.Augmentation(remix=False, gain=(1.0, 1.0), channel_swap=False)
+    for index in range(20):
+        stems = data.draw_example(library, SOURCES, index, 0, 500, plain)
+        np.testing.assert_allclose(stems / np.arange(1, 5)[:, None, None], np.stack([stems[0]] * 4), rtol=1e-6)
+
+
 def test_silent_chunks_are_redrawn():
     library = constant_library(tracks=2, samples=4000)
     library[0]["vocals"][:] = 0.0  # track 0 has no vocals at all

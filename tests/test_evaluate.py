@@ -37,6 +37,21 @@ def test_global_sdr_and_si_sdr_agree_with_numpy(rng):
                                [numpy_si_sdr(r, e) for r, e in zip(references, estimates)], rtol=1e-3)
 
 
+def test_the_validation_sdr_leaves_out_silent_references(rng):
+    references = rng.normal(scale=0.1, size=(4, 5000, 2)).astype(np.float32)
+    references[1] = 0.0  # a resting bass
+    references[3] *= 1e-4  # -80 dB: silent too
+    estimates = (references + rng.normal(scale=0.05, size=references.shape)).astype(np.float32)
+    metric = metrics.GlobalSDR()
+    metric.update_state(references[:2], estimates[:2])
+    metric.update_state(references[2:], estimates[2:])
+    assert float(metric.result()) == pytest.approx(np.mean([numpy_sdr(references[k], estimates[k]) for k in (0, 2)]),
+                                                   rel=1e-4)
+    silent = metrics.GlobalSDR()
+    silent.update_state(references[[1, 3]], estimates[[1, 3]])
+    assert float(silent.count) == 0.0  # nothing counted, instead of about -80 dB
+
+
 def test_bsseval_agrees_with_museval_and_its_own_frame_aggregation(rng):
     references = rng.normal(size=(4, RATE * 5, 2)) * 0.1
     references[1, : RATE * 2] = 0.0  # silent frames: NaN in museval, left out of the median

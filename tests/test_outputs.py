@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -204,3 +205,24 @@ def test_flac_defaults_to_24_bit_and_refuses_float_naming_what_works(separator, 
     with pytest.raises(ValueError, match="FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24"):
         separator.separate_file(song, tmp_path / "f", "{track}/{source}.flac", bits="float")
     assert not (tmp_path / "f").exists()
+
+
+def test_existing_outputs_are_refused_before_the_model_loads(tiny_model_file, song, tmp_path):
+    first = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", tiny_model_file, "-o",
+                            tmp_path / "out", "-q"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    # A model whose config reads but whose weights do not: loading it would fail.
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(tiny_model_file) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item) if item.filename == "config.json" else b"damaged")
+    again = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", broken, "-o",
+                            tmp_path / "out", "-q"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [
+        f"tfsep: error: {tmp_path / 'out' / 'song' / 'vocals.wav'}: already exists (use --overwrite to replace it)",
+        "tfsep: 1 of 1 files failed:",
+        f"  {tmp_path / 'out' / 'song' / 'vocals.wav'}: already exists (use --overwrite to replace it)"]
+    forced = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", broken, "-o",
+                             tmp_path / "out", "-q", "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 1 and "broken.keras: not a loadable tfsep model" in forced.stderr, forced.stderr

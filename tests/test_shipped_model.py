@@ -1,4 +1,5 @@
-"""The shipped default model: found from any folder, separates the example, and its exports agree with it."""
+"""The shipped default model: found from any folder, separates the example better than doing nothing, and its
+exports agree with it."""
 
 import json
 import subprocess
@@ -11,7 +12,7 @@ import soundfile
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models" / "band"
-EXAMPLE = ROOT / "examples" / "chorale.flac"
+EXAMPLE = ROOT / "examples" / "song.flac"
 SOURCES = ["vocals", "drums", "bass", "other"]
 
 
@@ -28,10 +29,20 @@ def test_separate_uses_the_shipped_model_from_any_folder(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     mixture, rate = soundfile.read(EXAMPLE, dtype="float32")
+    scores, baseline = {}, {}
     for source in SOURCES:
-        stem, stem_rate = soundfile.read(tmp_path / "stems" / "chorale" / f"{source}.wav", dtype="float32")
+        stem, stem_rate = soundfile.read(tmp_path / "stems" / "song" / f"{source}.wav", dtype="float32")
+        reference = soundfile.read(EXAMPLE.parent / "stems" / f"{source}.flac", dtype="float32")[0]
         assert stem_rate == rate and stem.shape == mixture.shape
-        assert 1e-3 < np.sqrt(np.mean(stem**2)) < np.sqrt(np.mean(mixture**2))  # a part of the mix, not silence
+        scores[source], baseline[source] = global_sdr(reference, stem), global_sdr(reference, mixture / 4)
+    # examples/README.md: 1.74 dB on average against 0.81 dB for doing nothing.
+    assert np.mean(list(scores.values())) >= np.mean(list(baseline.values())) + 0.7, (scores, baseline)
+    assert all(scores[source] >= baseline[source] - 0.5 for source in SOURCES), (scores, baseline)
+    assert scores["drums"] >= baseline["drums"] + 2.0, (scores, baseline)
+
+
+def global_sdr(reference, estimate):
+    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
 
 
 def test_the_shipped_exports_describe_and_compute_the_same_model(separator):

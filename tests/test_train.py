@@ -65,6 +65,53 @@ def test_bad_configs_are_refused_naming_the_key(overrides, message):
         training.load_config(None, overrides)
 
 
+def numeric_keys():
+    """Every int or float key of TrainConfig, with its type (lists of numbers included)."""
+    import dataclasses
+    import typing
+
+    keys = {}
+    for section in dataclasses.fields(training.TrainConfig):
+        for field in dataclasses.fields(section.type):
+            kinds = set(typing.get_args(field.type)) | {field.type}
+            kinds |= {arg for kind in kinds for arg in typing.get_args(kind)}
+            if kinds & {int, float}:
+                keys[f"{section.name}.{field.name}"] = float if float in kinds else int
+    return keys
+
+
+@pytest.mark.smoke
+def test_every_numeric_config_key_is_range_checked_naming_it():
+    keys = numeric_keys()
+    assert set(keys) == set(training.RANGES)
+    for key, kind in keys.items():
+        for bad in (["-1e9", ".nan", ".inf"] if kind is float else ["-1000000000"]):  # as YAML writes them
+            value = f"[{bad}, 1.0]" if key == "data.gain" else bad
+            with pytest.raises(training.ConfigError, match=rf"config key '{key}' must be .*, got "):
+                training.load_config(None, [f"{key}={value}"])
+
+
+@pytest.mark.smoke
+def test_yaml_floats_without_a_dot_read_as_numbers(tmp_path):
+    (tmp_path / "config.yaml").write_text("optimizer:\n  learning_rate: 3e-4\n  clipnorm: 1E1\n")
+    config = training.load_config(tmp_path / "config.yaml", ["schedule.lr_factor=5e-1"])
+    assert (config.optimizer.learning_rate, config.optimizer.clipnorm, config.schedule.lr_factor) == (3e-4, 10.0, 0.5)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizer.weight_decay=0.01"], r"'optimizer.weight_decay' needs optimizer.name adamw"),
+    (["run.devices=['/cpu:0']"], r"'run.devices' applies to run.distribute mirrored only"),
+    (["data.format=musdb", "data.cache_dir=/tmp/cache"], r"'data.cache_dir' applies to data.format folder only"),
+    (["model.hop=8192"], r"'model.hop' \(8192\) must not exceed model.n_fft \(4096\)"),
+])
+def test_options_without_effect_in_their_combination_are_refused(overrides, message):
+    with pytest.raises(training.ConfigError, match=message):
+        training.load_config(None, overrides)
+    training.load_config(None, overrides[:-1] + ["optimizer.name=adamw"] * (overrides[0].startswith("optimizer"))
+                         + ["run.distribute=mirrored"] * overrides[0].startswith("run"))
+
+
 @pytest.mark.smoke
 def test_config_files_are_checked_before_anything_runs(tmp_path):
     with pytest.raises(training.ConfigError, match="no such config file"):

@@ -191,18 +191,49 @@ def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
 
 
+@pytest.mark.parametrize("moment", ["before the history row", "after the history row", "inside the history row"])
+def test_a_run_killed_at_an_epochs_end_logs_each_epoch_once(moment, rendered, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 4})
+    log, save = training.keras.callbacks.CSVLogger.on_epoch_end, training.SafeBackupAndRestore._save_model
+
+    def killed_before_the_row(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        log(self, epoch, logs)
+
+    def killed_before_the_third_backup(self):
+        if self._current_epoch == 3:
+            if moment == "inside the history row":
+                history = (run / "history.csv").read_bytes()
+                (run / "history.csv").write_bytes(history[:-7])
+            raise KeyboardInterrupt
+        save(self)
+
+    if moment == "before the history row":
+        monkeypatch.setattr(training.keras.callbacks.CSVLogger, "on_epoch_end", killed_before_the_row)
+    else:
+        monkeypatch.setattr(training.SafeBackupAndRestore, "_save_model", killed_before_the_third_backup)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config)
+    monkeypatch.undo()
+    history = training.train(config)
+    assert history.epoch == [2, 3]  # the epoch without a backup is trained again...
+    assert epochs_logged(run) == [0, 1, 2, 3]  # ...and logged once
+
+
 def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_removed(rendered, tmp_path,
                                                                                      monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 4})
-    summary = training.EpochSummary.on_epoch_end
+    backup = training.SafeBackupAndRestore.on_epoch_end
 
     def stop_after_two(self, epoch, logs=None):
-        summary(self, epoch, logs)
+        backup(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
 
-    monkeypatch.setattr(training.EpochSummary, "on_epoch_end", stop_after_two)
+    monkeypatch.setattr(training.SafeBackupAndRestore, "on_epoch_end", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         training.train(config)
     monkeypatch.undo()

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def _uses_ffmpeg(path):
 
 
 def _check_file(path):
-    if not path.is_file():
-        raise AudioError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    reason = files.not_a_file(path)
+    if reason:
+        raise AudioError(f"{path}: {reason}")
     if _uses_ffmpeg(path) and shutil.which("ffmpeg") is None:
         raise AudioError(f"{path}: reading {path.suffix.lower()} files needs ffmpeg; {FFMPEG_INSTALL}")
 
@@ -68,20 +70,46 @@ def info(path):
     return AudioInfo(found.frames, found.samplerate, found.channels, found.subtype)
 
 
-_DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+# What libsndfile's header log says of a file shorter than its header: the chunk's promised
+# and present bytes (wav, aiff, w64), or its promised and present frames (aiff, rf64).
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M | re.I)
+_SHORT_FRAMES = [
+    re.compile(r"Frame count read from '\w+' chunk \((\d+)\) not equal to frame count\s+\*+\s*calculated from "
+               r"length of '\w+' chunk \((\d+)\)"),
+    re.compile(r"Calculated frame count (?P<present>\d+) does not match value from '\w+' chunk of (?P<promised>\d+)"),
+]
+_NO_PROMISE = (0, 0xFFFFFFFF)  # the data size that streaming writers leave in a wav header
 
 
 def _check_complete(path, log):
-    """Raise AudioError if libsndfile's header log says the file is shorter than its header promises.
-
-    A wav header of 0 or 0xFFFFFFFF data bytes (written by streaming tools) is no promise.
-    """
-    match = _DATA_LENGTH.search(log)
-    if match:
+    """Raise AudioError if libsndfile's header log says the file is shorter than its header promises."""
+    for match in _SHORT_CHUNK.finditer(log):
         promised, present = int(match[1]), int(match[2])
-        if promised > present and promised not in (0, 0xFFFFFFFF):
-            raise AudioError(f"{path}: truncated (its header promises {promised} bytes of samples, "
-                             f"the file holds {present})")
+        if promised > present + 1 and promised not in _NO_PROMISE:  # + 1: a chunk's pad byte
+            raise AudioError(f"{path}: truncated (its header promises {promised} bytes, the file holds {present})")
+    for pattern in _SHORT_FRAMES:
+        match = pattern.search(log)
+        if match:
+            found = match.groupdict() or {"promised": match[1], "present": match[2]}
+            promised, present = int(found["promised"]), int(found["present"])
+            if promised > present:
+                raise AudioError(f"{path}: truncated (its header promises {promised} samples, the file holds "
+                                 f"{present})")
+
+
+def _check_decoded(path, found, decoded):
+    """Raise AudioError if fewer samples were decoded than `found` (the file's AudioInfo) promised.
+
+    That is a file cut short where its header could not tell, or one that shrank while it was
+    read. ffprobe's durations of compressed streams are approximate (encoder delay and padding),
+    so those may fall short by 2 % or 0.5 s.
+    """
+    missing = found.samples - decoded
+    if _uses_ffmpeg(path):
+        missing -= max(0.02 * found.samples, 0.5 * found.sample_rate)
+    if missing > 0:
+        raise AudioError(f"{path}: truncated, damaged or changed while read ({decoded} samples decoded, its "
+                         f"header promises {found.samples})")
 
 
 def _ffprobe(path):
@@ -98,12 +126,25 @@ def _ffprobe(path):
 
 
 def blocks(path, block_samples=441000):
-    """(AudioInfo, generator of float32 (n, channels) blocks) of the whole file, decoded as it goes."""
+    """(AudioInfo, generator of float32 (n, channels) blocks) of the whole file, decoded as it goes.
+
+    The generator raises AudioError at its end if the file held fewer samples than it promised.
+    """
     path = Path(path)
     found = info(path)
+    return found, _checked_blocks(path, found, block_samples)
+
+
+def _checked_blocks(path, found, block_samples):
+    decoded = 0
     if _uses_ffmpeg(path):
-        return found, _ffmpeg_blocks(path, found.channels, block_samples)
-    return found, _soundfile_blocks(path, block_samples)
+        decoder = _ffmpeg_blocks(path, found.channels, block_samples)
+    else:
+        decoder = _soundfile_blocks(path, block_samples)
+    for block in decoder:
+        decoded += len(block)
+        yield block
+    _check_decoded(path, found, decoded)
 
 
 def _soundfile_blocks(path, block_samples):
@@ -123,7 +164,8 @@ def _soundfile_blocks(path, block_samples):
 def _ffmpeg_blocks(path, channels, block_samples):
     command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
                "-acodec", "pcm_f32le", "pipe:1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tempfile.TemporaryFile()  # not a pipe: ffmpeg, blocked on a full stderr pipe, would stop decoding
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
     frame_bytes = 4 * channels
     try:
         while True:
@@ -132,15 +174,16 @@ def _ffmpeg_blocks(path, channels, block_samples):
                 break
             data = data[: len(data) - len(data) % frame_bytes]
             yield np.frombuffer(data, np.float32).reshape(-1, channels)
-        error = process.stderr.read().decode(errors="replace")
         if process.wait():
+            log.seek(0)
+            error = log.read().decode(errors="replace")
             raise AudioError(f"{path}: ffmpeg cannot decode it ({error_reason(error) if error.strip() else 'failed'})")
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
-        process.stderr.close()
+        log.close()
 
 
 def read(path, sample_rate=None):
@@ -158,6 +201,7 @@ def read(path, sample_rate=None):
             audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except Exception as error:
             raise AudioError(f"{path}: cannot decode ({error_reason(error)})") from None
+    _check_decoded(path, found, len(audio))
     if sample_rate is not None and rate != sample_rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate

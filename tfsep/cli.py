@@ -4,13 +4,16 @@ Errors reach the user as one line on stderr and a non-zero exit; `--debug` shows
 """
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import tfsep
+from tfsep import quiet
 
 
 def run_info(args):
@@ -48,15 +51,27 @@ def run_separate(args):
     from tqdm.auto import tqdm
 
     from tfsep.audio import AudioError
-    from tfsep.separate import SeparationError, Separator, check_outputs
+    from tfsep.separate import SeparationError, Separator, check_outputs, model_path, model_sources, output_paths
 
-    separator = Separator.load(args.model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
-                               wiener_iterations=args.wiener, griffin_lim_iterations=args.griffin_lim)
-    check_outputs({path: separator.output_paths(path, args.output, args.template, args.residual)
-                   for path in args.inputs})
-    failures = []
+    model = model_path(args.model)
+    failures, inputs = [], list(args.inputs)
+    sources = model_sources(model)
+    if sources is not None:  # outputs are checked before the model loads
+        outputs = {path: output_paths(sources, path, args.output, args.template, args.residual) for path in inputs}
+        check_outputs(outputs)
+        for path, targets in outputs.items():
+            existing = [target for target in targets.values() if target.exists()]
+            if existing and not args.overwrite:
+                failures.append(f"{existing[0]}: already exists (use --overwrite to replace it)")
+                print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
+                inputs.remove(path)
+    if inputs:
+        separator = Separator.load(model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
+                                   wiener_iterations=args.wiener, griffin_lim_iterations=args.griffin_lim)
+        check_outputs({path: separator.output_paths(path, args.output, args.template, args.residual)
+                       for path in inputs})
     progress = not args.quiet
-    for path in tqdm(args.inputs, desc="files", unit="file", disable=not progress or len(args.inputs) < 2):
+    for path in tqdm(inputs, desc="files", unit="file", disable=not progress or len(inputs) < 2):
         try:
             written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
                                               args.overwrite, progress=progress)
@@ -332,6 +347,12 @@ def main(argv=None):
     if "--debug" in argv[:argv.index("--") if "--" in argv else len(argv)]:  # also after the subcommand
         argv = ["--debug", *[token for token in argv if token != "--debug"]]
     args = build_parser().parse_args(argv)
+    if args.debug:  # TensorFlow's and LiteRT's own log lines too
+        os.environ[quiet.DEBUG] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|ai_edge_litert)\b")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     for number in (signal.SIGTERM, signal.SIGHUP):  # timeout, docker stop, systemd, a closed terminal
         signal.signal(number, _stop)
     signal.signal(signal.SIGALRM, _retry)

@@ -337,7 +337,8 @@ class Augmentation:
     remix: draw each source's chunk from an independently chosen track.
     gain: each stem is scaled by a factor drawn uniformly from this range.
     channel_swap: each stem's channels are swapped with probability 1/2.
-    silence_threshold: redraw (up to 10 times) a source's chunk quieter than this, in dBFS; None keeps all.
+    silence_threshold: redraw (up to 10 times) a source's chunk, or without remix the example's mixture,
+        quieter than this, in dBFS; None keeps all.
     """
 
     remix: bool = True
@@ -365,20 +366,33 @@ def _loudness(chunk):
 
 
 def draw_example(library, sources, index, seed, samples, augmentation):
-    """Training example `index`: stems (sources, samples, channels), drawn from generator (seed, index)."""
+    """Training example `index`: stems (sources, samples, channels), drawn from generator (seed, index).
+
+    With `remix` each source's chunk comes from a track and offset of its own; without, all
+    come from one track at one offset, as they sound in its mix.
+    """
     rng = np.random.default_rng([seed, index])
-    track = int(rng.integers(len(library)))
-    chunks = []
-    for source in sources:
-        for _ in range(10 if augmentation.silence_threshold is not None else 1):
-            if augmentation.remix:
-                track = int(rng.integers(len(library)))
-            signal = library[track][source]
-            chunk = _chunk(signal, int(rng.integers(max(1, len(signal) - samples + 1))), samples)
-            if augmentation.silence_threshold is None or _loudness(chunk) >= augmentation.silence_threshold:
-                break
-        chunks.append(chunk)
-    return augment(np.stack(chunks), rng, augmentation.gain, augmentation.channel_swap)[0]
+    tries = 10 if augmentation.silence_threshold is not None else 1
+    if augmentation.remix:
+        chunks = np.concatenate([_draw(lambda: [library[int(rng.integers(len(library)))][source]], rng, samples,
+                                       augmentation.silence_threshold, tries) for source in sources])
+    else:
+        track = library[int(rng.integers(len(library)))]
+        chunks = _draw(lambda: [track[source] for source in sources], rng, samples, augmentation.silence_threshold,
+                       tries)
+    return augment(chunks, rng, augmentation.gain, augmentation.channel_swap)[0]
+
+
+def _draw(pick, rng, samples, threshold, tries):
+    """Chunks (n, samples, channels) at one random offset of the equally long signals that `pick()` gives, drawn
+    again (with a new pick, `tries` times at most) while their sum is quieter than `threshold` dBFS."""
+    for _ in range(tries):
+        signals = pick()
+        offset = int(rng.integers(max(1, len(signals[0]) - samples + 1)))
+        chunks = np.stack([_chunk(signal, offset, samples) for signal in signals])
+        if threshold is None or _loudness(chunks.sum(0)) >= threshold:
+            break
+    return chunks
 
 
 def _to_example(stems, sources):

@@ -23,8 +23,6 @@ hop-aligned blocks in, the stems of an earlier block out, and the recent input c
 as explicit state.
 """
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -36,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfsep
-from tfsep import files, networks
+from tfsep import files, networks, quiet
 from tfsep._keras import keras
 from tfsep.models import chunk_model, describe, reconfigure
 
@@ -223,7 +221,7 @@ def convert_to_tflite(model, quantize="none"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured variable of the traced model
+    with quiet.native_output():  # Keras prints every captured variable of the traced model, absl its warnings
         flatbuffer = converter.convert()
     converted = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     clipped = [operator.builtinOptions for subgraph in converted.subgraphs for operator in subgraph.operators
@@ -310,7 +308,12 @@ def tflite_metadata(path):
     """The description that `export_tflite` embedded in the TFLite file at `path`."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except Exception:  # the flatbuffer reader fails on other bytes with struct, index or unicode errors
+        raise ValueError(f"{path}: not a TFLite model file") from None
     for entry in model.metadata or []:
         if entry.name in (TFLITE_METADATA, TFLITE_METADATA.encode()):
             return json.loads(bytes(model.buffers[entry.buffer].data))

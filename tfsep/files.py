@@ -5,10 +5,34 @@ Every writer in tfsep goes through here: stems, reports, models, exports, caches
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
+import stat
 from pathlib import Path
+
+
+_KINDS = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+          (stat.S_ISSOCK, "a socket")]
+
+
+def not_a_file(path, missing="no such file"):
+    """Why `path` is not a regular file to read ("is a folder", "not a regular file (a FIFO)", `missing`...),
+    or None if it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return missing
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "not a regular file (a loop of symbolic links)"
+        return f"cannot read it ({error.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    return f"not a regular file ({next((kind for test, kind in _KINDS if test(mode)), 'special')})"
 
 
 def temporary_beside(path, suffix=""):

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfsep._keras import keras
 
 DELTA = 1e-7
+SILENCE = 1e-6  # a reference whose mean square is below this (-60 dBFS RMS) is silent
 
 
 def flatten_examples(tensor):
@@ -41,10 +42,18 @@ def si_sdr(reference, estimate):
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class GlobalSDR(keras.metrics.Mean):
-    """The mean over examples of the global SDR (dB) of a stem estimate."""
+    """The mean over examples of the global SDR (dB) of a stem estimate, leaving out silent references.
+
+    A silent reference chunk (a bass that rests, the padded end of a track) scores about
+    −80 dB whatever the estimate, so a few of them would swamp the mean; like museval's
+    silent frames, they are not counted. A batch of silent references adds nothing.
+    """
 
     def __init__(self, name="sdr", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(sdr(y_true, y_pred), sample_weight)
+        power = tf.reduce_mean(tf.square(flatten_examples(y_true)), 1)
+        audible = tf.cast(power >= SILENCE, tf.float32)
+        weight = audible if sample_weight is None else audible * tf.cast(sample_weight, tf.float32)
+        return super().update_state(sdr(y_true, y_pred), weight)

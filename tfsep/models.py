@@ -12,7 +12,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from tfsep import networks
+from tfsep import files, networks
 from tfsep._keras import keras
 from tfsep.layers import (
     STFT,
@@ -249,6 +249,13 @@ def reconfigure(model, **changes):
     return rebuilt
 
 
+def check_model_file(path):
+    """Raise FileNotFoundError if there is nothing at `path`, ValueError if it is not a regular file."""
+    reason = files.not_a_file(path, missing="no such model file")
+    if reason:
+        raise (FileNotFoundError if reason == "no such model file" else ValueError)(f"{path}: {reason}")
+
+
 def load_model(path):
     """Load a `.keras` file saved from a `SeparationModel`, with Keras's `safe_mode=True`.
 
@@ -258,8 +265,7 @@ def load_model(path):
     ValueError, in one line naming the file, for anything else that is not a tfsep model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
+    check_model_file(path)
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .keras model file (tfsep loads only Keras 3 .keras zip files)")
     try:

@@ -25,8 +25,11 @@ written block by block into temporary files that are renamed into place only whe
 whole file has been separated.
 """
 
+import json
 import math
+import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +37,9 @@ import soxr
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfsep import audio, files, pretrained
+from tfsep import audio, files, pretrained, quiet
 from tfsep.layers import leading_pad, num_frames, window_array
-from tfsep.models import chunk_model, describe, load_model, reconfigure
+from tfsep.models import check_model_file, chunk_model, describe, load_model, reconfigure
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "band" / "model.keras"
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
@@ -237,7 +240,57 @@ def _identity(path):
         stat = path.stat()
         return stat.st_dev, stat.st_ino
     except OSError:
+        pass
+    try:
         return str(path.resolve())
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        return os.path.abspath(path)
+
+
+def output_paths(sources, path, outdir, template=DEFAULT_TEMPLATE, residual=False):
+    """{source: output path} for input `path`: `template` filled with {track} and {source}, inside `outdir`."""
+    outdir = Path(outdir)
+    if residual and RESIDUAL in sources:
+        raise SeparationError(f"the model has a source named {RESIDUAL!r}: --residual would write a second one; "
+                              "leave --residual out")
+    paths = {}
+    for source in [*sources, *[RESIDUAL] * residual]:
+        try:
+            target = outdir / template.format(track=track_name(path), source=source)
+        except (KeyError, IndexError, ValueError):
+            raise SeparationError(f"output template {template!r} may hold only {{track}} and {{source}}") from None
+        try:
+            inside = target.resolve().is_relative_to(outdir.resolve())
+        except RuntimeError:
+            raise SeparationError(f"{target}: its path runs into a loop of symbolic links") from None
+        if not inside:
+            raise SeparationError(f"{target}: the output template leads outside {outdir}")
+        paths[source] = target
+    return paths
+
+
+def model_path(spec=None):
+    """The model file for `spec`: a path, a pretrained name (`pretrained.resolve`), or None for the shipped model."""
+    path = pretrained.resolve(spec) if spec is not None else DEFAULT_MODEL
+    if path == DEFAULT_MODEL and not path.is_file():
+        raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
+    return path
+
+
+def model_sources(path):
+    """The source names of the model file at `path`, read without building the model; None if unreadable
+    (loading it then says why)."""
+    from tfsep.export import tflite_metadata
+
+    if files.not_a_file(path):
+        return None
+    try:
+        if Path(path).suffix.lower() == ".tflite":
+            return tuple(tflite_metadata(path)["sources"])
+        with zipfile.ZipFile(path) as archive:
+            return tuple(json.loads(archive.read("config.json"))["config"]["sources"])
+    except Exception:  # anything unreadable: load_model and from_tflite report it in their own words
+        return None
 
 
 class Separator:
@@ -295,9 +348,7 @@ class Separator:
     def load(cls, path=None, **options):
         """A Separator for a `.keras` model, a whole-clip `.tflite` file or a pretrained name such as
         `spleeter:2stems` (`pretrained.resolve`); no path: the shipped model."""
-        path = pretrained.resolve(path) if path is not None else DEFAULT_MODEL
-        if path == DEFAULT_MODEL and not path.is_file():
-            raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
+        path = model_path(path)
         if path.suffix.lower() == ".tflite":
             return cls.from_tflite(path, **options)
         return cls(load_model(path), **options)
@@ -316,8 +367,7 @@ class Separator:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise ImportError("running .tflite files needs LiteRT: pip install 'tfsep[litert]'") from None
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such model file")
+        check_model_file(path)
         description = tflite_metadata(path)
         if "block_samples" in description:
             raise ValueError(f"{path}: is the streaming form; separating files needs the whole-clip form")
@@ -330,7 +380,12 @@ class Separator:
         separator = cls.__new__(cls)
         separator.model = None
         signature = "chunk" if description.get("segment_frames") else "serving_default"
-        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(signature)
+        try:
+            runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(signature)
+            with quiet.native_output():  # LiteRT's INFO line at the first run
+                runner(waveform=np.zeros((1, 2 * description["n_fft"], description["channels"]), np.float32))
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{path}: not a runnable TFLite model ({audio.error_reason(error)})") from None
         separator._run = lambda batch: runner(waveform=batch)
         separator._set_chunking(description, chunk_seconds, overlap_seconds)
         return separator
@@ -403,22 +458,8 @@ class Separator:
         return dict(zip(names, stems))
 
     def output_paths(self, path, outdir, template=DEFAULT_TEMPLATE, residual=False):
-        """{source: output path} for input `path`: `template` filled with {track} and {source}, inside `outdir`."""
-        outdir = Path(outdir)
-        if residual and RESIDUAL in self.sources:
-            raise SeparationError(f"the model has a source named {RESIDUAL!r}: --residual would write a second one; "
-                                  "leave --residual out")
-        names = list(self.sources) + [RESIDUAL] * residual
-        paths = {}
-        for source in names:
-            try:
-                target = outdir / template.format(track=track_name(path), source=source)
-            except (KeyError, IndexError, ValueError):
-                raise SeparationError(f"output template {template!r} may hold only {{track}} and {{source}}") from None
-            if not target.resolve().is_relative_to(outdir.resolve()):
-                raise SeparationError(f"{target}: the output template leads outside {outdir}")
-            paths[source] = target
-        return paths
+        """{source: output path} for input `path` (see the module's `output_paths`)."""
+        return output_paths(self.sources, path, outdir, template, residual)
 
     def separate_file(self, path, outdir, template=DEFAULT_TEMPLATE, bits=None, residual=False,
                       overwrite=False, progress=False):

@@ -23,6 +23,8 @@ any moment keeps whole files, and unreadable ones stop a resumed run before it t
 import csv
 import dataclasses
 import json
+import math
+import re
 import shutil
 import sys
 import time
@@ -142,6 +144,52 @@ CHOICES = {
 }
 
 
+def _range(text, test):
+    return text, lambda value: (isinstance(value, int) or math.isfinite(value)) and test(value)
+
+
+AT_LEAST_ONE = _range(">= 1", lambda value: value >= 1)
+NOT_NEGATIVE = _range("finite and >= 0", lambda value: value >= 0)
+POSITIVE = _range("finite and > 0", lambda value: value > 0)
+RANGES = {  # every numeric key (tests check that none is missing); None, where allowed, is not checked
+    "data.sample_rate": _range(">= 1000", lambda value: value >= 1000),
+    "data.chunk_seconds": POSITIVE,
+    "data.batch_size": AT_LEAST_ONE,
+    "data.steps_per_epoch": AT_LEAST_ONE,
+    "data.validation_batches": AT_LEAST_ONE,
+    "data.gain": NOT_NEGATIVE,
+    "data.silence_threshold": _range("from -200 to 0 (dBFS)", lambda value: -200 <= value <= 0),
+    "data.seed": NOT_NEGATIVE,
+    "model.channels": AT_LEAST_ONE,
+    "model.n_fft": _range(">= 16", lambda value: value >= 16),
+    "model.hop": AT_LEAST_ONE,
+    "model.bandwidth": POSITIVE,
+    "loss.magnitude": NOT_NEGATIVE,
+    "loss.l1": NOT_NEGATIVE,
+    "loss.sdr": NOT_NEGATIVE,
+    "loss.si_sdr": NOT_NEGATIVE,
+    "optimizer.learning_rate": POSITIVE,
+    "optimizer.weight_decay": NOT_NEGATIVE,
+    "optimizer.clipnorm": POSITIVE,
+    "schedule.epochs": AT_LEAST_ONE,
+    "schedule.early_stopping_patience": AT_LEAST_ONE,
+    "schedule.lr_patience": AT_LEAST_ONE,
+    "schedule.lr_factor": _range("between 0 and 1", lambda value: 0 < value < 1),
+    "schedule.normalization_batches": AT_LEAST_ONE,
+    "run.tensorboard_every": AT_LEAST_ONE,
+    "run.verbose": _range("0, 1 or 2", lambda value: value in (0, 1, 2)),
+    "run.seed": NOT_NEGATIVE,
+}
+
+
+def _check_range(value, key):
+    """Raise ConfigError naming `key` if the number `value` (or a number in the list) is out of RANGES[key]."""
+    text, test = RANGES[key]
+    for number in value if isinstance(value, list) else [value]:
+        if not test(number):
+            raise ConfigError(f"config key {key!r} must be {text}, got {number!r}")
+
+
 def _check_value(value, annotation, key):
     """`value` converted to `annotation`, or ConfigError naming `key`."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -177,9 +225,24 @@ def _build(cls, values, prefix):
             kwargs[name] = _build(hints[name], value, key + ".")
         else:
             kwargs[name] = _check_value(value, hints[name], key)
+            if key in RANGES and kwargs[name] is not None:
+                _check_range(kwargs[name], key)
             if key in CHOICES and kwargs[name] not in CHOICES[key]:
                 raise ConfigError(f"config key {key!r} must be one of {list(CHOICES[key])}, got {value!r}")
     return cls(**kwargs)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as PyYAML reads it, and also YAML 1.2's floats without a dot, such as 3e-4 (PyYAML's YAML 1.1
+    reads those as strings)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def read_yaml(text):
+    return yaml.load(text, Loader=_Loader)
 
 
 def parse_override(text):
@@ -187,7 +250,7 @@ def parse_override(text):
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise ConfigError(f"override {text!r} must look like section.key=value")
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), read_yaml(value)
 
 
 def load_config(config=None, overrides=()):
@@ -203,7 +266,7 @@ def load_config(config=None, overrides=()):
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
     for override in overrides:
@@ -216,14 +279,28 @@ def load_config(config=None, overrides=()):
                 raise ConfigError(f"override {override!r}: {parent!r} is not a section")
         section[leaf] = value
     config = _build(TrainConfig, values, "")
-    if config.model.channels < 1 or config.data.batch_size < 1 or config.data.steps_per_epoch < 1:
-        raise ConfigError("config keys 'model.channels', 'data.batch_size' and 'data.steps_per_epoch' must be >= 1")
     low, high = (config.data.gain + [None, None])[:2]
-    if len(config.data.gain) != 2 or not 0 <= low <= high:
+    if len(config.data.gain) != 2 or not low <= high:
         raise ConfigError(f"config key 'data.gain' must be [low, high] with 0 <= low <= high, got {config.data.gain}")
     if config.loss.magnitude + config.loss.l1 + config.loss.sdr + config.loss.si_sdr <= 0:
         raise ConfigError("config section 'loss' must give at least one loss a positive weight")
+    _check_combinations(config)
     return config
+
+
+def _check_combinations(config):
+    """Refuse options that would have no effect beside the others given."""
+    if config.optimizer.weight_decay and config.optimizer.name != "adamw":
+        raise ConfigError("config key 'optimizer.weight_decay' needs optimizer.name adamw (Adam has no decoupled "
+                          "weight decay)")
+    if config.run.devices is not None and config.run.distribute != "mirrored":
+        raise ConfigError("config key 'run.devices' applies to run.distribute mirrored only")
+    if config.data.cache_dir is not None and config.data.format == "musdb":
+        raise ConfigError("config key 'data.cache_dir' applies to data.format folder only (the musdb package "
+                          "decodes .stem.mp4 tracks itself)")
+    if config.model.hop > config.model.n_fft:
+        raise ConfigError(f"config key 'model.hop' ({config.model.hop}) must not exceed model.n_fft "
+                          f"({config.model.n_fft})")
 
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -449,6 +526,11 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def unreadable_backup(backup, error):
+    return TrainingError(f"{backup}: the backup of this run is unreadable ({error_reason(error)}); delete that "
+                         "folder to start the run again from its first epoch")
+
+
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that writes whole files only, refuses unreadable ones, and keeps the backup after a NaN.
 
@@ -465,8 +547,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             self._load_model()
         except Exception as error:
-            raise TrainingError(f"{self.backup_dir}: the backup of this run is unreadable ({error_reason(error)}); "
-                                "delete that folder to start the run again from its first epoch") from None
+            raise unreadable_backup(self.backup_dir, error) from None
 
     def _save_model(self):
         if self.nan_guard.where:
@@ -505,7 +586,6 @@ def _callbacks(config, output, chief, sources, example, nan_guard, stft):
     callbacks = [
         MeanSDR(sources),
         nan_guard,
-        SafeBackupAndRestore(str(output / "backup"), nan_guard),
         # A resumed run keeps the best checkpoint of its earlier epochs unless it beats it.
         SafeModelCheckpoint(str(output / "best.weights.h5"), monitor="val_sdr", mode="max", save_best_only=True,
                             save_weights_only=True,
@@ -522,7 +602,8 @@ def _callbacks(config, output, chief, sources, example, nan_guard, stft):
                                run.tensorboard_every, stft.n_fft, stft.hop),
             EpochSummary(sources, schedule.epochs),
         ]
-    return callbacks
+    # Last, so that an epoch counts as done only once its checkpoint and history row are written.
+    return callbacks + [SafeBackupAndRestore(str(output / "backup"), nan_guard)]
 
 
 def _find_tracks(config, subset):
@@ -627,8 +708,8 @@ def _fit(config, strategy, chief, output):
     keras.utils.set_random_seed(config.run.seed)
     with strategy.scope():
         model = build_separation_model(config)  # settings are checked before any data is read
-    _drop_partial_line(output / "history.csv")
-    done = _finished_epochs(output) if (output / "backup").exists() else 0
+    done = _backed_up_epochs(output / "backup")
+    _keep_history_rows(output / "history.csv", done)
     training, validation = make_datasets(config, progress=config.run.verbose > 0 and chief,
                                          first_example=done * config.data.steps_per_epoch * config.data.batch_size)
     example = next(iter(validation))
@@ -675,22 +756,28 @@ def _fit(config, strategy, chief, output):
     return history
 
 
-def _finished_epochs(output):
-    """The epochs that `history.csv` records as finished."""
-    try:
-        with open(output / "history.csv", newline="") as file:
-            return sum(1 for _ in csv.DictReader(file))
-    except OSError:
+def _backed_up_epochs(backup):
+    """The number of epochs that the run's backup holds (0 without one)."""
+    metadata = backup / "training_metadata.json"
+    if not backup.exists():
         return 0
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise unreadable_backup(backup, error) from None
 
 
-def _drop_partial_line(path):
-    """Cut a text file back to its last complete line (what a kill in the middle of CSVLogger's append leaves)."""
+def _keep_history_rows(path, count):
+    """Cut `history.csv` back to its first `count` complete rows: the epochs that the backup holds.
+
+    A kill after an epoch's row but before its backup, or in the middle of the row, leaves
+    rows that the resumed run writes again.
+    """
     if not path.is_file():
         return
-    text = path.read_bytes()
-    if text and not text.endswith(b"\n"):
-        path.write_bytes(text[: text.rfind(b"\n") + 1])
+    lines = path.read_bytes().splitlines(keepends=True)
+    kept = [line for line in lines[: count + 1] if line.endswith(b"\n")]
+    path.write_bytes(b"".join(kept))
 
 
 def _load_checkpoint(trainer, path):
