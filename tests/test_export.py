@@ -1,8 +1,10 @@
 """SavedModel export: TF Serving layout, signatures, a fresh process without tfsep, serving payloads, bad input."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,17 +53,57 @@ print(json.dumps({{"tfsep": any(m.startswith("tfsep") for m in sys.modules),
         np.testing.assert_allclose(served[source], expected[source], atol=1e-6)
 
 
-def test_rest_and_grpc_payloads_run_through_the_signature(signatures, tiny_model):
+def rest_predict(signature, body):
+    """TF Serving's REST `:predict` on `signature`, as its API documents it.
+
+    The request names the signature's inputs: in columns, {"inputs": {name: batch}}, or in
+    rows, {"instances": [{name: example}, ...]} (a bare example for a one-input signature).
+    Values take the dtype the signature declares; anything else is refused as the server
+    refuses it. The reply is {"outputs": {name: batch}} for columns and {"predictions":
+    [{name: example}, ...]} for rows, as JSON text.
+    """
+    request, specs = json.loads(body), signature.structured_input_signature[1]
+    if "inputs" in request:
+        columns = request["inputs"] if isinstance(request["inputs"], dict) else {next(iter(specs)): request["inputs"]}
+    else:
+        rows = [row if isinstance(row, dict) else {next(iter(specs)): row} for row in request["instances"]]
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+    if set(columns) != set(specs):
+        raise ValueError(f"inputs {sorted(columns)} do not match the signature's {sorted(specs)}")
+    outputs = signature(**{name: tf.constant(np.array(value, specs[name].dtype.as_numpy_dtype))
+                           for name, value in columns.items()})
+    if "inputs" in request:
+        return json.dumps({"outputs": {name: value.numpy().tolist() for name, value in outputs.items()}})
+    return json.dumps({"predictions": [{name: value[i].numpy().tolist() for name, value in outputs.items()}
+                                       for i in range(len(rows))]})
+
+
+def test_the_readme_s_rest_request_and_both_rest_formats_run_through_the_signature(signatures, tiny_model):
+    serve = signatures["serving_default"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = re.search(r"curl -s -X POST \S+:predict \\\n\s*-d '(\{.*?\})'", readme)[1]
+    reply = json.loads(rest_predict(serve, body))
+    example = np.array(json.loads(body)["inputs"]["waveform"], np.float32)
+    expected = tiny_model.predict(example, verbose=0)
+    assert sorted(reply["outputs"]) == sorted(tiny_model.sources)  # the reply the README shows
+    for source in tiny_model.sources:
+        np.testing.assert_allclose(reply["outputs"][source], expected[source], atol=1e-6)
+
+    mixture = waveforms(batch=2, samples=900, seed=1)
+    expected = tiny_model.predict(mixture, verbose=0)
+    columns = json.loads(rest_predict(serve, json.dumps({"inputs": {"waveform": mixture.tolist()}})))["outputs"]
+    rows = json.loads(rest_predict(serve, json.dumps({"instances": [{"waveform": x} for x in mixture.tolist()]})))
+    for source in tiny_model.sources:
+        np.testing.assert_allclose(columns[source], expected[source], atol=1e-6)
+        np.testing.assert_allclose([row[source] for row in rows["predictions"]], expected[source], atol=1e-6)
+    with pytest.raises(ValueError, match=r"do not match the signature's \['waveform'\]"):
+        rest_predict(serve, json.dumps({"inputs": {"audio": mixture.tolist()}}))
+
+
+def test_grpc_payloads_run_through_the_signature(signatures, tiny_model):
     mixture = waveforms(batch=2, samples=900, seed=1)
     expected = tiny_model.predict(mixture, verbose=0)
     serve = signatures["serving_default"]
-
-    rows = json.loads(json.dumps({"instances": mixture.tolist()}))  # one instance per batch element
-    columns = json.loads(json.dumps({"inputs": {"waveform": mixture.tolist()}}))
-    for batch in (np.array(rows["instances"], np.float32), np.array(columns["inputs"]["waveform"], np.float32)):
-        outputs = serve(waveform=tf.constant(batch))
-        predictions = [{source: outputs[source][i].numpy().tolist() for source in outputs} for i in range(2)]
-        np.testing.assert_allclose(predictions[1]["bass"], expected["bass"][1], atol=1e-6)
 
     predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
     request = predict_pb2.PredictRequest()
@@ -263,8 +305,27 @@ def test_streaming_tflite_matches_offline_separation_away_from_the_start(archite
         error = np.abs(streamed[source][:, away] - offline[source][:, away]).max()
         if architecture == "bandconv":  # a bounded receptive field: the default context makes it exact
             assert error <= 1e-4
-        else:  # umx's recurrences reach the whole signal: a finite context only approximates it
-            assert np.isfinite(error) and error > 0
+        else:  # umx's recurrences reach the whole signal: a finite context approximates it, closely
+            assert 0 < error <= 1e-3 and stream_sdr(streamed[source][:, away], offline[source][:, away]) >= 70
+
+
+def stream_sdr(streamed, offline):
+    return 10 * np.log10(np.sum(offline**2) / np.sum((streamed - offline) ** 2))
+
+
+def test_a_longer_streaming_context_brings_umx_closer_to_offline_separation(tmp_path):
+    import tfsep
+    from tfsep.export import export_tflite
+
+    model = tfsep.build_model("umx", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
+    mixture = waveforms(2, 12 * 832 + 100, seed=5)
+    offline, away = model.predict(mixture, verbose=0), slice(3200, mixture.shape[1] - 3200)
+    scores = []
+    for context in (0.05, 0.2):
+        streamed = stream_through_litert(export_tflite(model, tmp_path / f"{context}.tflite", block_seconds=0.1,
+                                                       context_seconds=context), mixture)
+        scores.append(np.mean([stream_sdr(streamed[s][:, away], offline[s][:, away]) for s in offline]))
+    assert scores[1] >= scores[0] + 10, scores  # measured: 62 dB, then 83 dB
 
 
 def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):

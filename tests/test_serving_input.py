@@ -18,15 +18,25 @@ def test_bad_input_fails_with_a_clear_message(signatures, bad, message):
         signatures["serving_default"](waveform=tf.constant(bad))
 
 
-@pytest.mark.parametrize("form, inputs", [
-    ("clip", {"waveform": np.zeros((1, 500, 3), np.float32)}),
-    ("clip", {"waveform": np.zeros((500, 2), np.float32)}),
-    ("clip", {"waveform": np.zeros((1, 0, 2), np.float32)}),
-    ("clip", {"waveform": np.zeros((1, 500, 2), np.float64)}),
-    ("stream", {"block": np.zeros((1, 100, 2), np.float32), "state": np.zeros((1, 896, 2), np.float32)}),
-    ("stream", {"block": np.zeros((1, 832, 3), np.float32), "state": np.zeros((1, 896, 3), np.float32)}),
+GOOD = {"clip": {"waveform": np.random.default_rng(0).uniform(-0.5, 0.5, (1, 800, 2)).astype(np.float32)},
+        "stream": {"block": np.random.default_rng(1).uniform(-0.5, 0.5, (1, 832, 2)).astype(np.float32),
+                   "state": np.zeros((1, 896, 2), np.float32)}}
+
+
+@pytest.mark.parametrize("form, inputs, message", [
+    ("clip", {"waveform": np.zeros((1, 500, 3), np.float32)}, r"RESHAPE\) failed to invoke"),  # 3 channels
+    ("clip", {"waveform": np.zeros((500, 2), np.float32)}, r"PAD\) failed to prepare"),  # no batch axis
+    ("clip", {"waveform": np.zeros((1, 0, 2), np.float32)}, r"failed to prepare"),  # no samples
+    ("clip", {"waveform": np.zeros((1, 500, 2), np.float64)}, r"expected type FLOAT32"),
+    ("stream", {"block": np.zeros((1, 100, 2), np.float32), "state": np.zeros((1, 896, 2), np.float32)},
+     r"failed to (prepare|invoke)"),  # a block of the wrong length
+    ("stream", {"block": np.zeros((1, 832, 3), np.float32), "state": np.zeros((1, 896, 3), np.float32)},
+     r"RESHAPE\) failed to invoke"),
 ])
-def test_litert_refuses_bad_input_to_both_forms(form, inputs, tiny_model, tmp_path_factory):
+def test_litert_refuses_bad_input_to_both_forms_and_then_runs_good_input_unchanged(form, inputs, message, tiny_model,
+                                                                                 tmp_path_factory):
+    """LiteRT's kernels refuse each bad input in their own words (a device app checks shapes first, as
+    `Separator` does), and the interpreter is not left broken."""
     from tfsep.export import export_tflite
 
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
@@ -36,5 +46,10 @@ def test_litert_refuses_bad_input_to_both_forms(form, inputs, tiny_model, tmp_pa
         folder.mkdir(exist_ok=True)
         export_tflite(tiny_model, path, block_seconds=0.1 if form == "stream" else None)
     runner = litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
-    with pytest.raises((ValueError, RuntimeError)):
+    before = runner(**GOOD[form])
+    with pytest.raises((ValueError, RuntimeError), match=message):
         runner(**inputs)
+    after = runner(**GOOD[form])
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+    assert any(np.abs(value).max() > 0 for value in after.values())

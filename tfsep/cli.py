@@ -304,13 +304,17 @@ PACKAGE = str(Path(__file__).resolve().parent)
 
 
 def _stop(number, frame):
-    """Raise `Stopped` in tfsep's own code. A signal that lands inside a library (TensorFlow calling back
-    into Python from C++, say) is held for up to 5 s, retried every 50 ms by SIGALRM, because an exception
-    raised there can surface as an unrelated SystemError with a traceback."""
+    """Raise `Stopped` in tfsep's own code, or after at most 1 s in a library's.
+
+    A signal that lands inside a library (TensorFlow calling back into Python from C++, say)
+    is held for up to 1 s, retried every 50 ms by SIGALRM, because an exception raised there
+    can surface as an unrelated error. It is raised once: the cleanup it starts is not
+    interrupted again.
+    """
     if not _stopped_by:
         _stopped_by[:] = [number, time.monotonic()]
     in_library = frame is not None and not frame.f_code.co_filename.startswith(PACKAGE)
-    if in_library and time.monotonic() - _stopped_by[1] < 5.0:
+    if in_library and time.monotonic() - _stopped_by[1] < 1.0:
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         return
     raise Stopped(_stopped_by[0])
@@ -322,6 +326,9 @@ def _retry(_, frame):
 
 
 def _stopped(number):
+    # No more retries: one still armed, or already delivered, would fire once Python has reset its handler.
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     reason = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
     print(f"tfsep: {reason}", file=sys.stderr)
     return 128 + number
@@ -357,7 +364,8 @@ def main(argv=None):
         signal.signal(number, _stop)
     signal.signal(signal.SIGALRM, _retry)
     try:
-        return args.run(args)
+        code = args.run(args)
+        return _stopped(_stopped_by[0]) if _stopped_by else code  # a stop held until the work was done
     except KeyboardInterrupt as error:
         return _stopped(getattr(error, "number", signal.SIGINT))
     except Exception as error:

@@ -37,7 +37,7 @@ def native_output():
         failed = False
         try:
             yield
-        except BaseException:
+        except Exception:  # not after Ctrl-C or SIGTERM: those say so in one line
             failed = True
             raise
         finally:
