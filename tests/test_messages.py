@@ -70,3 +70,9 @@ def test_litert_and_tensorflow_noise_shows_only_with_debug(song, tiny_tflite, tm
     assert debug.returncode == 0 and "XNNPACK delegate" in debug.stderr
     stems = [soundfile.read(tmp_path / folder / "song" / "vocals.wav")[0] for folder in ("a", "b")]
     np.testing.assert_array_equal(*stems)  # the warm-up run at load changes nothing
+
+
+@pytest.mark.smoke
+def test_a_quiet_separation_prints_nothing_on_any_tensorflow(tiny_model_file, song, tmp_path):
+    result = tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr

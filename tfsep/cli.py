@@ -364,6 +364,8 @@ def main(argv=None):
         signal.signal(number, _stop)
     signal.signal(signal.SIGALRM, _retry)
     try:
+        if args.command != "render-dataset":  # every other command runs TensorFlow
+            quiet.import_tensorflow()
         code = args.run(args)
         return _stopped(_stopped_by[0]) if _stopped_by else code  # a stop held until the work was done
     except KeyboardInterrupt as error:

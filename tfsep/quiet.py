@@ -1,8 +1,9 @@
 """Native libraries' log lines kept off the terminal unless tfsep runs with `--debug`.
 
 LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." at an interpreter's
-first run, and the TFLite converter prints absl warnings and Keras's list of captured
-variables; none of it can be switched off from Python. `native_output()` captures what is
+first run, the TFLite converter prints absl warnings and Keras's list of captured
+variables, and TensorFlow >= 2.18 prints notes at import; none of it can be switched off
+from Python. `native_output()` captures what is
 written to file descriptors 1 and 2 inside a block, and shows it only if the block fails.
 """
 
@@ -50,3 +51,10 @@ def native_output():
                 capture.seek(0)
                 sys.stderr.write(capture.read().decode(errors="replace"))
                 sys.stderr.flush()
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up log lines captured (TensorFlow 2.18 and later print oneDNN and
+    CUDA notes through absl before TF_CPP_MIN_LOG_LEVEL is read)."""
+    with native_output():
+        import tensorflow  # noqa: F401

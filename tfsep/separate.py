@@ -41,7 +41,14 @@ from tfsep import audio, files, pretrained, quiet
 from tfsep.layers import leading_pad, num_frames, window_array
 from tfsep.models import check_model_file, chunk_model, describe, load_model, reconfigure
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "band" / "model.keras"
+def _default_model():
+    """The shipped model: inside the installed package (a wheel), else in the source checkout."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "saved_models" / "band" / "model.keras"
+    return packaged if packaged.is_file() else package.parent / "saved_models" / "band" / "model.keras"
+
+
+DEFAULT_MODEL = _default_model()
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
 RESIDUAL = "residual"
 BLOCK_SAMPLES = 441000  # file I/O block, 10 s at 44.1 kHz
