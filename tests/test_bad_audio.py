@@ -2,7 +2,7 @@
 
 Each bad file gets one line naming it and the problem, a non-zero exit and no traceback
 (unless --debug); the good files of a batch are still separated; no output is ever
-half-written or overwritten without --overwrite. The README's reliability table lists
+half-written or overwritten without --overwrite. docs/reliability.md lists
 these cases.
 """
 

@@ -166,11 +166,11 @@ def test_degenerate_settings_are_refused(tiny_model, options, message):
         Separator(tiny_model, **options)
 
 
-def test_the_default_overlap_is_half_a_chunk_shorter_than_4_s(tiny_model):
+def test_the_default_overlap_is_half_a_chunk_shorter_than_2_s(tiny_model):
     short = Separator(tiny_model, chunk_seconds=1.0)
     hop = short.description["hop"]
     assert short.chunk // 2 - hop < short.overlap <= short.chunk // 2 and short.overlap % hop == 0
-    assert Separator(tiny_model, chunk_seconds=7.0).overlap == 2 * RATE
+    assert Separator(tiny_model, chunk_seconds=7.0).overlap == 1 * RATE
 
 
 @pytest.mark.parametrize("number, code, line", [(15, 143, "tfsep: stopped by SIGTERM"), (1, 129, "tfsep: stopped by SIGHUP")])

@@ -199,7 +199,7 @@ def build_parser():
     separate.add_argument("--chunk", type=float, default=7.0,
                           help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
     separate.add_argument("--overlap", type=float,
-                          help="crossfade between chunks in seconds (2; Spleeter models take none: their chunks "
+                          help="crossfade between chunks in seconds (1; Spleeter models take none: their chunks "
                           "are summed exactly)")
     separate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     separate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -9,8 +9,9 @@ the same machine conditions; times are medians over the rounds, after a warm-up.
 groups, chosen with `--systems`:
 
 `default`:
-- tfsep's shipped model as Keras (`model.keras`), SavedModel (`1/`, `serving_default`)
-  and TFLite (`band.tflite` in LiteRT), the three forms `tools/bench_export.py` times;
+- tfsep's shipped model through `Separator.separate` with its default chunks (what `tfsep
+  separate` runs), and in one whole-signal call as Keras (`model.keras`), SavedModel (`1/`,
+  `serving_default`) and TFLite (`band.tflite` in LiteRT), the forms `tools/bench_export.py` times;
 - a Keras re-creation of Spleeter's 4-stem U-Net (tfsep's `unet` base: six 5×5 stride-2
   levels of 16–512 filters per source, 39.3 M parameters, the lowest 1024 bins, masks
   zero above them), random weights: a re-creation, not the spleeter package;
@@ -117,8 +118,10 @@ def main():
             spleeter, spleeter_params = maker.apply(spleeter_recreation, (folder,))
             tflite = next(args.model.glob("*.tflite"))
             workers.update({
-                "tfsep default, Keras": ProcessWorker(context, "keras", str(args.model / "model.keras"),
-                                                      args.seconds, args.threads),
+                "tfsep default, Separator.separate (default chunks, as tfsep separate)": ProcessWorker(
+                    context, "separator", str(args.model / "model.keras"), args.seconds, args.threads),
+                "tfsep default, Keras, one whole-signal call": ProcessWorker(
+                    context, "keras", str(args.model / "model.keras"), args.seconds, args.threads),
                 "tfsep default, SavedModel": ProcessWorker(context, "savedmodel", str(args.model / "1"),
                                                            args.seconds, args.threads),
                 "tfsep default, TFLite (LiteRT)": ProcessWorker(context, "tflite", str(tflite), args.seconds,
