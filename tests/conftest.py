@@ -100,10 +100,12 @@ def write_spleeter_checkpoint(folder, instruments, seed=0):
             variables[f"{named('conv2d_transpose', 6 * i + j)}/bias"] = rng.normal(0, 0.05, decoder_out[j])
         for j, width in enumerate(filters + decoder_out):
             base = named("batch_normalization", 12 * i + j)
-            variables[f"{base}/gamma"], variables[f"{base}/beta"] = rng.uniform(0.5, 1.5, width), rng.normal(0, .1, width)
+            variables[f"{base}/gamma"], variables[f"{base}/beta"] = (rng.uniform(0.5, 1.5, width),
+                                                                     rng.normal(0, .1, width))
             variables[f"{base}/moving_mean"] = rng.normal(0, 0.1, width)
             variables[f"{base}/moving_variance"] = rng.uniform(0.5, 1.5, width)
-    variables = {name: value if value.dtype == np.int64 else value.astype(np.float32) for name, value in variables.items()}
+    variables = {name: value if value.dtype == np.int64 else value.astype(np.float32)
+                 for name, value in variables.items()}
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted(variables)
     tf.raw_ops.SaveV2(prefix=str(folder / "model"), tensor_names=names, shape_and_slices=[""] * len(names),

@@ -54,16 +54,18 @@ def test_resampling_matches_scipy_polyphase(rng):
     assert np.abs(resampled[middle] - reference[middle]).max() < 2e-3
 
 
+@pytest.mark.smoke
 def test_resampling_round_trip_restores_the_signal():
     t = np.arange(44100) / 44100
-    signal = (0.5 * np.sin(2 * np.pi * 330 * t))[:, None].astype(np.float32)
+    signal = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 3000 * t)], -1).astype(np.float32)
     back = audio.resample(audio.resample(signal, 44100, 48000), 48000, 44100)
     assert back.shape == signal.shape
-    assert np.abs(back - signal)[2000:-2000].max() < 1e-3
+    assert np.abs(back - signal)[1000:-1000].max() < 1e-3
 
 
 @pytest.mark.parametrize(
-    "suffix, subtype", [(".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16"), (".flac", "PCM_24")]
+    "suffix, subtype",
+    [(".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16"), (".flac", "PCM_24")]
 )
 def test_tensorflow_io_decoding_equals_soundfile(suffix, subtype, tmp_path, rng):
     signal = rng.uniform(-0.9, 0.9, (3000, 2)).astype(np.float32)

@@ -17,7 +17,8 @@ import pytest
 import soundfile
 
 from tfsep import audio, data
-from tfsep.separate import SeparationError, Separator
+from tfsep.outputs import SeparationError
+from tfsep.separate import Separator
 
 RATE = 8000
 STEMS = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
@@ -92,8 +93,8 @@ def test_a_file_that_shrinks_while_it_is_read_is_refused(separator, tmp_path, rn
 
     monkeypatch.setattr(audio, "_soundfile_blocks", cut_after_the_first_block)
     monkeypatch.setattr("tfsep.separate.BLOCK_SAMPLES", RATE)
-    with pytest.raises(audio.AudioError, match=rf"song.wav: truncated, damaged or changed while read \(\d+ samples decoded, its header "
-                       rf"promises {RATE * 6}\)"):
+    with pytest.raises(audio.AudioError, match=rf"song.wav: truncated, damaged or changed while read \(\d+ samples "
+                       rf"decoded, its header promises {RATE * 6}\)"):
         separator.separate_file(song, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -121,6 +122,7 @@ def test_awkward_but_valid_audio_is_separated_at_its_own_rate_and_channels(separ
     assert np.abs(loud).max() > 1.5  # float stems keep what is beyond full scale
 
 
+@pytest.mark.slow
 def test_cli_batch_separates_the_good_files_and_lists_each_failure_in_one_line(tiny_model_file, tmp_path, rng):
     good = [write_wav(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE * 2, 2))) for name in ("a", "b c")]
     (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
@@ -131,7 +133,8 @@ def test_cli_batch_separates_the_good_files_and_lists_each_failure_in_one_line(t
     lines = result.stderr.strip().splitlines()
     assert lines[0].endswith("broken.wav: not a readable audio file (Error opening "
                              f"'{tmp_path / 'broken.wav'}': Format not recognised.)")
-    assert lines[1].endswith("missing.wav: no such file") and lines[2].endswith("nan.wav: holds NaN or infinite samples")
+    assert (lines[1].endswith("missing.wav: no such file")
+            and lines[2].endswith("nan.wav: holds NaN or infinite samples"))
     assert lines[3] == "tfsep: 3 of 5 files failed:" and len(lines) == 7  # each failure again in the summary
     for name in ("a", "b c"):
         assert sorted(p.name for p in (tmp_path / "out" / name).iterdir()) == ["bass.wav", "drums.wav", "other.wav",
@@ -162,6 +165,7 @@ def test_cli_names_with_a_leading_dash_need_a_double_dash(tiny_model_file, tmp_p
     assert sorted(p.name for p in (tmp_path / "out" / "-song").iterdir()) == STEMS
 
 
+@pytest.mark.slow
 def test_a_failing_disk_leaves_no_partial_stem_and_keeps_existing_ones(tiny_model_file, tmp_path, rng):
     song = write_wav(tmp_path / "song.wav", rng.uniform(-0.5, 0.5, (RATE * 20, 2)))
     # Files may not grow past 200 kB (RLIMIT_FSIZE): write(2) fails with EFBIG as on a full disk.
@@ -198,6 +202,7 @@ def test_track_names_cannot_write_outside_the_output_folder(separator, tmp_path,
     assert not list(outside.iterdir())
 
 
+@pytest.mark.slow
 def test_hours_of_audio_are_separated_in_bounded_memory(tiny_model_file, tmp_path):
     """Peak memory of `tfsep separate` for 30 min vs 2 min of 8 kHz stereo: it follows the chunk, not the file."""
     def peak_mib(minutes):
@@ -219,6 +224,7 @@ def test_hours_of_audio_are_separated_in_bounded_memory(tiny_model_file, tmp_pat
     assert long - short < 60, (short, long)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(tiny_model_file, tmp_path, rng):
     wav = write_wav(tmp_path / "song.wav", rng.uniform(-0.3, 0.3, (RATE * 2, 2)))
@@ -230,7 +236,8 @@ def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(ti
     mp3 = (tmp_path / "song.mp3").read_bytes()
     (tmp_path / "cut.mp3").write_bytes(mp3[: len(mp3) // 2])  # its Xing header still gives the whole duration
     result = run_tfsep("separate", tmp_path / "cut.mp3", "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
-    assert result.returncode == 1 and "cut.mp3: truncated, damaged or changed while read" in result.stderr, result.stderr
+    assert (result.returncode == 1
+            and "cut.mp3: truncated, damaged or changed while read" in result.stderr), result.stderr
     assert not (tmp_path / "out" / "cut").exists()
 
     no_ffmpeg = {**os.environ, "PATH": str(tmp_path / "empty-path")}
@@ -246,7 +253,8 @@ def test_mp3_goes_through_ffmpeg_and_without_it_the_error_says_how_to_install(ti
 def test_data_sets_refuse_nan_samples_naming_track_and_file(tmp_path, rng):
     folder = tmp_path / "set" / "train" / "song"
     folder.mkdir(parents=True)
-    stems = {name: rng.uniform(-0.3, 0.3, (RATE, 2)).astype(np.float32) for name in ("vocals", "drums", "bass", "other")}
+    stems = {name: rng.uniform(-0.3, 0.3, (RATE, 2)).astype(np.float32)
+             for name in ("vocals", "drums", "bass", "other")}
     stems["drums"][100] = np.nan
     for name, signal in stems.items():
         write_wav(folder / f"{name}.wav", signal, subtype="FLOAT")

@@ -43,6 +43,7 @@ def test_tensorflow_io_kernels_work_on_the_default_install():
     assert resampled.shape == (22050, 2)
 
 
+@pytest.mark.slow
 def test_convert_writes_a_model_refuses_to_overwrite_and_names_bad_folders(spleeter_2stems_checkpoint, tmp_path):
     import tfsep
 

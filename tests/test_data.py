@@ -31,7 +31,8 @@ def musdb_tree(tmp_path, rng):
 
 @pytest.mark.smoke
 def test_musdb_tree_splits_validation_tracks_by_name(musdb_tree):
-    names = {subset: [t.name for t in data.find_tracks(musdb_tree, subset, SOURCES)] for subset in ("train", "valid", "test")}
+    names = {subset: [t.name for t in data.find_tracks(musdb_tree, subset, SOURCES)]
+             for subset in ("train", "valid", "test")}
     assert names == {
         "train": ["A - One", "B - Two"],
         "valid": ["Actions - One Minute Smile", "Triviul - Angelsaint"],
@@ -132,7 +133,8 @@ def test_augment_applies_gain_within_range_and_swaps_channels(rng):
 
 def constant_library(tracks=5, samples=3000):
     """Track t's source k is the constant 10·t + k on the left channel and its negative on the right."""
-    return [{s: np.tile([[10.0 * t + k, -10.0 * t - k]], (samples, 1)).astype(np.float32) for k, s in enumerate(SOURCES)}
+    return [{s: np.tile([[10.0 * t + k, -10.0 * t - k]], (samples, 1)).astype(np.float32)
+             for k, s in enumerate(SOURCES)}
             for t in range(tracks)]
 
 
@@ -223,7 +225,8 @@ def test_musdb_stem_mp4_tracks_load_through_the_musdb_package(tmp_path):
         command += ["-i", str(tmp_path / f"{name}.wav")]
     (tmp_path / "musdb" / "test").mkdir(parents=True)
     command += [arg for i in range(5) for arg in ("-map", str(i))]
-    subprocess.run([*command, "-c:a", "aac", "-b:a", "256k", str(tmp_path / "musdb/test/Band - Song.stem.mp4")], check=True)
+    subprocess.run([*command, "-c:a", "aac", "-b:a", "256k", str(tmp_path / "musdb/test/Band - Song.stem.mp4")],
+                   check=True)
 
     (track,) = data.find_musdb_tracks(tmp_path / "musdb", "test", ["vocals", "bass"])
     assert track.name == "Band - Song"

@@ -22,6 +22,7 @@ def test_the_front_page_is_short_and_has_its_examples():
         assert (ROOT / link).is_file(), link
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page, index, block", BLOCKS, ids=[f"{p.name}-{k}" for p, k, _ in BLOCKS])
 def test_python_block_runs_on_its_own(page, index, block, rendered, tmp_path):
     if "ai_edge_litert" in block:
@@ -35,7 +36,7 @@ def test_python_block_runs_on_its_own(page, index, block, rendered, tmp_path):
 
 @pytest.mark.smoke
 def test_training_commands_name_valid_configs_and_keys():
-    from tfsep.train import load_config
+    from tfsep.config import load_config
 
     commands = [command for page in PAGES for command in
                 re.findall(r"^\s*tfsep train --config (\S+)(.*?)(?:#.*)?$", page.read_text(), flags=re.M)]

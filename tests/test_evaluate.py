@@ -67,7 +67,8 @@ def test_bsseval_agrees_with_museval_and_its_own_frame_aggregation(rng):
     medians = evaluation.agg_frames_scores()
     for k, source in enumerate(SOURCES):
         for metric in ("SDR", "ISR", "SIR", "SAR"):
-            assert ours[metric][k] == pytest.approx(medians.loc["t", source, metric], abs=1e-4)  # museval rounds to 1e-5
+            assert ours[metric][k] == pytest.approx(medians.loc["t", source, metric],
+                                                    abs=1e-4)  # museval rounds to 1e-5
 
 
 def tone_track(folder, seed, seconds=4.0):
@@ -93,6 +94,7 @@ def dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(dataset, tmp_path):
     from tfsep.evaluate import evaluate
 
@@ -116,12 +118,14 @@ def test_oracle_evaluation_writes_the_report_and_uses_museval_conventions(datase
 
 
 def test_scoring_workers_do_not_import_tensorflow():
-    script = ("import sys, numpy as np; from tfsep import bsseval; x = np.random.default_rng(0).normal(size=(2, 8000, 2)); "
+    script = ("import sys, numpy as np; from tfsep import bsseval; "
+              "x = np.random.default_rng(0).normal(size=(2, 8000, 2)); "
               "bsseval.bsseval(x, x + 0.1, 4000); print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_the_mixture_baseline_scores_what_museval_gives_mixture_over_four(dataset, tmp_path):
     import museval
 
@@ -138,6 +142,7 @@ def test_the_mixture_baseline_scores_what_museval_gives_mixture_over_four(datase
         assert report["tracks"]["track0"][source]["SDR"] == pytest.approx(expected[k], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_griffin_lim_on_ideal_masks_changes_the_oracle_score(dataset, tmp_path):
     from tfsep.evaluate import evaluate
 
@@ -147,6 +152,7 @@ def test_griffin_lim_on_ideal_masks_changes_the_oracle_score(dataset, tmp_path):
     assert abs(refined - plain) > 0.01
 
 
+@pytest.mark.slow
 def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, tiny_model_file, tmp_path):
     command = [sys.executable, "-m", "tfsep.cli", "evaluate", "--dataset", str(dataset), "--report",
                str(tmp_path / "report"), "--quiet", "--max-tracks", "2", "--jobs", "1"]
@@ -159,11 +165,12 @@ def test_cli_evaluates_a_model_and_reports_errors_in_one_line(dataset, tiny_mode
                                             "--oracle", "irm"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.startswith("tfsep: error:") and "nowhere" in missing.stderr
     assert "Traceback" not in missing.stderr
-    both = subprocess.run(command + ["--model", str(tiny_model_file), "--oracle", "irm"], capture_output=True, text=True,
-                          timeout=120)
+    both = subprocess.run(command + ["--model", str(tiny_model_file), "--oracle", "irm"], capture_output=True,
+                          text=True, timeout=120)
     assert both.returncode == 1 and "give one of --model, --oracle and --estimates" in both.stderr
 
 
+@pytest.mark.slow
 def test_estimates_folder_is_scored_as_it_is_and_checked(dataset, tmp_path):
     from tfsep.data import DatasetError
     from tfsep.evaluate import evaluate

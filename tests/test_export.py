@@ -131,6 +131,7 @@ def test_chunk_signature_and_saved_model_cli(exported, signatures):
     assert "outputs['sample_rate']" in shown[shown.index("signature_def['metadata']"):]
 
 
+@pytest.mark.slow
 def test_cli_exports_and_refuses_bad_models(tiny_model_file, tmp_path):
     command = [sys.executable, "-m", "tfsep.cli", "export"]
     result = subprocess.run(command + [str(tiny_model_file), "--output", str(tmp_path / "serving")],
@@ -157,10 +158,12 @@ def operator_codes(path):
     return [(max(code.builtinCode, code.deprecatedBuiltinCode), code.customCode) for code in model.operatorCodes]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture, wiener", [("bandconv", 0), ("bandconv", 1), ("unet", 0), ("umx", 0)])
 def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wiener, tmp_path):
     import tfsep
-    from tfsep.export import export_tflite, tflite_metadata
+    from tfsep.export import export_tflite
+    from tfsep.models import tflite_metadata
 
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
     path = export_tflite(model, tmp_path / "band.tflite")
@@ -176,7 +179,8 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
 
 def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
     import tfsep
-    from tfsep.export import export_tflite, tflite_metadata
+    from tfsep.export import export_tflite
+    from tfsep.models import tflite_metadata
     from tfsep.separate import Separator
 
     model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
@@ -187,7 +191,8 @@ def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
     expected = tfsep.models.reconfigure(model, griffin_lim_iterations=2).predict(mixture, verbose=0)
     outputs = run_litert(path, mixture)
     assert max(np.abs(outputs[s] - expected[s]).max() for s in expected) <= 1e-4
-    with pytest.raises(ValueError, match="exported with 2 griffin-lim iterations; export it again with --griffin-lim 0"):
+    with pytest.raises(ValueError,
+                       match="exported with 2 griffin-lim iterations; export it again with --griffin-lim 0"):
         Separator.from_tflite(path, griffin_lim_iterations=0)
 
 
@@ -208,6 +213,7 @@ def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path
         np.testing.assert_array_equal(after[source], before[source])
 
 
+@pytest.mark.slow
 def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
     import tfsep
     from tfsep.export import export_tflite
@@ -226,6 +232,7 @@ def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
         assert 10 * np.log10(sum(np.sum(expected[s] ** 2) for s in expected) / error) > 20  # dB
 
 
+@pytest.mark.slow
 def test_cli_exports_tflite(tiny_model_file, tmp_path):
     command = [sys.executable, "-m", "tfsep.cli", "export", str(tiny_model_file), "--format", "tflite"]
     result = subprocess.run(command + ["--output", str(tmp_path / "tiny.tflite")], capture_output=True, text=True,
@@ -235,7 +242,7 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
     streaming = subprocess.run(command + ["--stream-block", "0.1", "--output", str(tmp_path / "stream.tflite")],
                                capture_output=True, text=True, timeout=300)
     assert streaming.returncode == 0 and "streaming" in streaming.stdout, streaming.stderr
-    from tfsep.export import tflite_metadata
+    from tfsep.models import tflite_metadata
 
     assert tflite_metadata(tmp_path / "stream.tflite")["block_samples"] == 832  # 0.1 s at 8 kHz, in 64-sample hops
     for flag, value in (("--quantize", "float16"), ("--stream-block", "1")):
@@ -244,6 +251,7 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
         assert wrong.returncode == 1 and f"{flag} applies to --format tflite only" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_cli_export_never_replaces_a_file_or_its_input_unasked(tiny_model_file, tmp_path):
     import shutil
 
@@ -268,7 +276,8 @@ def test_cli_export_never_replaces_a_file_or_its_input_unasked(tiny_model_file, 
 def stream_through_litert(path, mixture):
     """Feed `mixture` (batch, samples, channels) block by block through the streaming TFLite file, as an app
     would, then zeros to flush the latency; returns {source: stems aligned with the mixture}."""
-    from tfsep.export import STATE, tflite_metadata
+    from tfsep.export import STATE
+    from tfsep.models import tflite_metadata
 
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
     description = tflite_metadata(path)
@@ -290,7 +299,8 @@ def stream_through_litert(path, mixture):
 @pytest.mark.parametrize("architecture, context", [("bandconv", None), ("umx", 0.2)])
 def test_streaming_tflite_matches_offline_separation_away_from_the_start(architecture, context, tmp_path):
     import tfsep
-    from tfsep.export import export_tflite, tflite_metadata
+    from tfsep.export import export_tflite
+    from tfsep.models import tflite_metadata
 
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64)
     path = export_tflite(model, tmp_path / "stream.tflite", block_seconds=0.1, context_seconds=context)
@@ -313,6 +323,7 @@ def stream_sdr(streamed, offline):
     return 10 * np.log10(np.sum(offline**2) / np.sum((streamed - offline) ** 2))
 
 
+@pytest.mark.slow
 def test_a_longer_streaming_context_brings_umx_closer_to_offline_separation(tmp_path):
     import tfsep
     from tfsep.export import export_tflite
@@ -351,10 +362,11 @@ def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
     np.testing.assert_allclose(output, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_segmented_models_hold_a_chunk_signature_sharing_the_weights(tmp_path):
     import tfsep
-    from tfsep.export import convert_to_tflite, export_tflite, tflite_metadata
-    from tfsep.models import chunk_model
+    from tfsep.export import convert_to_tflite, export_tflite
+    from tfsep.models import chunk_model, tflite_metadata
 
     model = tfsep.build_model("unet", ("vocals", "accompaniment"), RATE, n_fft=256, hop=64, size="small",
                               framing="pad_end", segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")

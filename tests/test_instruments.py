@@ -69,7 +69,8 @@ def test_installed_hydrogen_kits_have_a_kick_and_a_snare():
         assert {36, 38, 42} <= set(played.mapping), kit.name
 
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="needs espeak-ng (apt-get install espeak-ng)")
 
 
 def fundamental(x):

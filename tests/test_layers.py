@@ -79,19 +79,13 @@ def test_stft_output_shape_is_documented():
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("samples", [1, 100, 1023, 44100])
+@pytest.mark.parametrize("samples", [1, 100, 1023, 3 * 44100])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_unit_masks_reconstruct_exactly(samples, channels, rng):
     waveform = rng.uniform(-1, 1, (1, samples, channels)).astype(np.float32)
     restored = unit_mask_round_trip(waveform, 4096, 1024)
     assert restored.shape == waveform.shape
     assert np.abs(restored - waveform).max() <= 1e-5
-
-
-@pytest.mark.parametrize("channels", [1, 2])
-def test_unit_masks_reconstruct_three_seconds(channels, rng):
-    waveform = rng.uniform(-1, 1, (1, 3 * 44100, channels)).astype(np.float32)
-    assert np.abs(unit_mask_round_trip(waveform, 4096, 1024) - waveform).max() <= 1e-5
 
 
 @pytest.mark.parametrize("samples", [1, 100, 1023, 1024, 5000])

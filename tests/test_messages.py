@@ -50,6 +50,7 @@ def test_inputs_that_are_not_regular_files_are_named_in_one_line_each(tiny_model
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_models_that_are_not_regular_files_or_not_tflite_are_named(song, tiny_tflite, tmp_path):
     os.mkfifo(tmp_path / "fifo.keras")
     (tmp_path / "text.tflite").write_text("hello")

@@ -106,6 +106,7 @@ def toy_batch(rng, batch=8, samples=4000):
     return (low + high).astype(np.float32), {"low": low.astype(np.float32), "high": high.astype(np.float32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_fit_lowers_the_loss_and_every_weight_gets_a_gradient(architecture, rng):
     keras.utils.set_random_seed(1)
@@ -169,6 +170,7 @@ for path in sys.argv[2:]:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_saved_models_reload_in_a_fresh_process_with_identical_outputs(tmp_path, rng):
     mixture, _ = toy_batch(rng, batch=2)

@@ -12,7 +12,8 @@ import pytest
 import soundfile
 
 from tfsep import files
-from tfsep.separate import SeparationError, Separator, check_outputs
+from tfsep.outputs import SeparationError, check_outputs
+from tfsep.separate import Separator
 
 RATE = 8000
 
@@ -169,11 +170,12 @@ def test_degenerate_settings_are_refused(tiny_model, options, message):
 def test_the_default_overlap_is_half_a_chunk_shorter_than_2_s(tiny_model):
     short = Separator(tiny_model, chunk_seconds=1.0)
     hop = short.description["hop"]
-    assert short.chunk // 2 - hop < short.overlap <= short.chunk // 2 and short.overlap % hop == 0
-    assert Separator(tiny_model, chunk_seconds=7.0).overlap == 1 * RATE
+    assert short.plan.chunk // 2 - hop < short.plan.overlap <= short.plan.chunk // 2 and short.plan.overlap % hop == 0
+    assert Separator(tiny_model, chunk_seconds=7.0).plan.overlap == 1 * RATE
 
 
-@pytest.mark.parametrize("number, code, line", [(15, 143, "tfsep: stopped by SIGTERM"), (1, 129, "tfsep: stopped by SIGHUP")])
+@pytest.mark.parametrize("number, code, line",
+                         [(15, 143, "tfsep: stopped by SIGTERM"), (1, 129, "tfsep: stopped by SIGHUP")])
 def test_sigterm_and_sighup_remove_the_temporaries_and_say_so(tiny_model_file, tmp_path, rng, number, code, line):
     soundfile.write(tmp_path / "long.wav", rng.uniform(-0.5, 0.5, (RATE * 600, 2)), RATE)
     run = subprocess.Popen([sys.executable, "-m", "tfsep.cli", "separate", "long.wav", "--model", str(tiny_model_file),
@@ -207,6 +209,7 @@ def test_flac_defaults_to_24_bit_and_refuses_float_naming_what_works(separator, 
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.slow
 def test_existing_outputs_are_refused_before_the_model_loads(tiny_model_file, song, tmp_path):
     first = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", tiny_model_file, "-o",
                             tmp_path / "out", "-q"], capture_output=True, text=True, timeout=300)

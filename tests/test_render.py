@@ -36,6 +36,7 @@ def band_render(tmp_path_factory):
     return out, render.render_dataset(out, "band", tracks=3, seed=5, jobs=2, progress=False)
 
 
+@pytest.mark.slow
 @needs_renderer
 def test_band_tracks_mix_exactly_to_their_audible_stems(band_render):
     out, folders = band_render
@@ -67,6 +68,7 @@ def test_every_track_has_a_manifest_of_its_song_instruments_and_effects(band_ren
     assert settings["splits"]["test"]["soundfonts"] == ["TimGM6mb"]
 
 
+@pytest.mark.slow
 @needs_renderer
 def test_render_is_deterministic_and_resumes(band_render, tmp_path):
     out, folders = band_render
@@ -178,4 +180,5 @@ def test_cli_reports_a_missing_fluidsynth_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfsep.cli", "render-dataset", str(tmp_path / "out")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == "tfsep: error: FluidSynth is not installed: install it with `apt-get install fluidsynth`"
+    assert result.stderr.strip() == ("tfsep: error: FluidSynth is not installed: "
+                                     "install it with `apt-get install fluidsynth`")

@@ -23,6 +23,7 @@ def separator():
     return Separator.load()
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_separate_uses_the_shipped_model_from_any_folder(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", str(EXAMPLE), "-o", "stems", "-q"],

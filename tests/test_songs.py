@@ -91,7 +91,8 @@ def test_songs_are_cut_at_max_seconds(wad):
 
 def test_harmonize_picks_the_triad_of_the_notes():
     spans = [(0.0, 4.0), (4.0, 4.0), (8.0, 4.0), (12.0, 4.0)]
-    notes = [(0, 1, 60), (1, 1, 64), (2, 2, 67), (4, 2, 65), (6, 2, 69), (8, 2, 67), (10, 2, 71), (12, 2, 69), (14, 2, 64)]
+    notes = [(0, 1, 60), (1, 1, 64), (2, 2, 67), (4, 2, 65), (6, 2, 69), (8, 2, 67), (10, 2, 71), (12, 2, 69),
+             (14, 2, 64)]
     assert songs.harmonize(notes, spans, (0, False)) == ["C", "F", "G", "Am"]
     assert songs.harmonize([(0, 4, 57), (0, 4, 60), (0, 4, 64)], [(0.0, 4.0)], (9, True)) == ["Am"]
 

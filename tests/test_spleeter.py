@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import write_spleeter_checkpoint
+
 from tfsep import spleeter
 from tfsep.models import max_bin
 
@@ -32,7 +32,8 @@ def test_every_checkpoint_variable_lands_in_its_layer(converted, spleeter_2stems
         np.testing.assert_array_equal(deconv6, variables[f"conv2d_transpose_{6 * i + 5}/bias"])
         gamma, beta, mean, variance = converted.get_layer(f"unet_{source}_bn7").get_weights()
         np.testing.assert_array_equal(variance, variables[f"batch_normalization_{12 * i + 6}/moving_variance"])
-    weights = sum(w.size for layer in converted.layers for w in layer.get_weights() if "input_standardize" != layer.name)
+    weights = sum(w.size for layer in converted.layers for w in layer.get_weights()
+                  if "input_standardize" != layer.name)
     unused = sum(variables[f"batch_normalization_{12 * i + 5}/{k}"].size for i in range(2)
                  for k in ("gamma", "beta", "moving_mean", "moving_variance"))
     assert weights == sum(v.size for k, v in variables.items() if k != "global_step") - unused

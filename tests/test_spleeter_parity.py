@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import synthetic_song, write_spleeter_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""Training on a tiny rendered set: learning, config checks, precision, distribution (faults: test_training_faults.py)."""
+"""Training on a tiny rendered set: learning, config checks, precision, distribution
+(faults: test_training_faults.py)."""
 
 import csv
 import json
@@ -9,11 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-
-from tfsep import train as training
 from conftest import tiny_config
 
+from tfsep import config as configuration
+from tfsep import train as training
 
+
+@pytest.mark.slow
 def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(rendered, tmp_path):
     import tfsep
 
@@ -36,6 +39,7 @@ def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(render
         training.best_model(tmp_path)
 
 
+@pytest.mark.slow
 def test_waveform_losses_alone_train_too(rendered, tmp_path):
     config = tiny_config(rendered, tmp_path / "run", loss={"magnitude": 0.0, "l1": 1.0, "si_sdr": 0.01},
                          optimizer={"name": "adamw", "weight_decay": 0.01, "learning_rate": 0.003},
@@ -61,8 +65,8 @@ def test_waveform_losses_alone_train_too(rendered, tmp_path):
     ],
 )
 def test_bad_configs_are_refused_naming_the_key(overrides, message):
-    with pytest.raises(training.ConfigError, match=message):
-        training.load_config(None, overrides)
+    with pytest.raises(configuration.ConfigError, match=message):
+        configuration.load_config(None, overrides)
 
 
 def numeric_keys():
@@ -71,7 +75,7 @@ def numeric_keys():
     import typing
 
     keys = {}
-    for section in dataclasses.fields(training.TrainConfig):
+    for section in dataclasses.fields(configuration.TrainConfig):
         for field in dataclasses.fields(section.type):
             kinds = set(typing.get_args(field.type)) | {field.type}
             kinds |= {arg for kind in kinds for arg in typing.get_args(kind)}
@@ -83,18 +87,18 @@ def numeric_keys():
 @pytest.mark.smoke
 def test_every_numeric_config_key_is_range_checked_naming_it():
     keys = numeric_keys()
-    assert set(keys) == set(training.RANGES)
+    assert set(keys) == set(configuration.RANGES)
     for key, kind in keys.items():
         for bad in (["-1e9", ".nan", ".inf"] if kind is float else ["-1000000000"]):  # as YAML writes them
             value = f"[{bad}, 1.0]" if key == "data.gain" else bad
-            with pytest.raises(training.ConfigError, match=rf"config key '{key}' must be .*, got "):
-                training.load_config(None, [f"{key}={value}"])
+            with pytest.raises(configuration.ConfigError, match=rf"config key '{key}' must be .*, got "):
+                configuration.load_config(None, [f"{key}={value}"])
 
 
 @pytest.mark.smoke
 def test_yaml_floats_without_a_dot_read_as_numbers(tmp_path):
     (tmp_path / "config.yaml").write_text("optimizer:\n  learning_rate: 3e-4\n  clipnorm: 1E1\n")
-    config = training.load_config(tmp_path / "config.yaml", ["schedule.lr_factor=5e-1"])
+    config = configuration.load_config(tmp_path / "config.yaml", ["schedule.lr_factor=5e-1"])
     assert (config.optimizer.learning_rate, config.optimizer.clipnorm, config.schedule.lr_factor) == (3e-4, 10.0, 0.5)
 
 
@@ -106,23 +110,24 @@ def test_yaml_floats_without_a_dot_read_as_numbers(tmp_path):
     (["model.hop=8192"], r"'model.hop' \(8192\) must not exceed model.n_fft \(4096\)"),
 ])
 def test_options_without_effect_in_their_combination_are_refused(overrides, message):
-    with pytest.raises(training.ConfigError, match=message):
-        training.load_config(None, overrides)
-    training.load_config(None, overrides[:-1] + ["optimizer.name=adamw"] * (overrides[0].startswith("optimizer"))
+    with pytest.raises(configuration.ConfigError, match=message):
+        configuration.load_config(None, overrides)
+    configuration.load_config(None, overrides[:-1] + ["optimizer.name=adamw"] * (overrides[0].startswith("optimizer"))
                          + ["run.distribute=mirrored"] * overrides[0].startswith("run"))
 
 
 @pytest.mark.smoke
 def test_config_files_are_checked_before_anything_runs(tmp_path):
-    with pytest.raises(training.ConfigError, match="no such config file"):
-        training.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(configuration.ConfigError, match="no such config file"):
+        configuration.load_config(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("data: [unclosed")
-    with pytest.raises(training.ConfigError, match="not valid YAML"):
-        training.load_config(tmp_path / "bad.yaml")
-    config = training.load_config(None, ["model.architecture=umx", "model.network={hidden: 64}", "data.gain=[0.5, 1]"])
+    with pytest.raises(configuration.ConfigError, match="not valid YAML"):
+        configuration.load_config(tmp_path / "bad.yaml")
+    config = configuration.load_config(None, ["model.architecture=umx", "model.network={hidden: 64}",
+                                              "data.gain=[0.5, 1]"])
     assert config.model.network == {"hidden": 64} and config.data.gain == [0.5, 1.0]
     with pytest.raises(ValueError, match="unknown architecture"):
-        training.train(training.load_config(None, ["model.architecture=transformer", f"run.output={tmp_path}/r"]))
+        training.train(configuration.load_config(None, ["model.architecture=transformer", f"run.output={tmp_path}/r"]))
     assert not (tmp_path / "r" / "history.csv").exists()
 
 
@@ -133,7 +138,7 @@ def test_shipped_configs_are_valid():
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     assert {c.stem for c in configs} >= {"band", "satb", "musdb18hq"}
     for path in configs:
-        config = training.load_config(path)
+        config = configuration.load_config(path)
         training.build_separation_model(config)
 
 
@@ -145,6 +150,7 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_mixed_precision_training_keeps_outputs_float32(rendered, tmp_path):
     import tensorflow as tf
 
@@ -175,6 +181,7 @@ print(json.dumps({"replicas": history.model.distribute_strategy.num_replicas_in_
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(rendered, tmp_path):
     config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
                                                           "distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
@@ -207,6 +214,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multiworker_strategy_with_two_workers_on_loopback(rendered, tmp_path):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
@@ -234,6 +242,7 @@ def test_multiworker_strategy_with_two_workers_on_loopback(rendered, tmp_path):
     assert not (tmp_path / "run" / "worker-1" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_a_models_weights_on_its_own_sources(rendered, tmp_path):
     """model.init: the run starts from the given model (here a Spleeter-like vocals/accompaniment unet),
     keeps its batch norms frozen, and trains it on a four-stem set whose accompaniment is the remainder."""
@@ -256,5 +265,5 @@ def test_fine_tuning_starts_from_a_models_weights_on_its_own_sources(rendered, t
                                                               tuned.get_layer(name).get_weights())]
         assert any(changed) == name.endswith(("conv1", "deconv3")), name  # batch norms and statistics stay
     mismatched = tiny_config(rendered, tmp_path / "other", model={"init": str(tmp_path / "start.keras")})
-    with pytest.raises(training.ConfigError, match=r"separates \['vocals', 'accompaniment'\] at 8000 Hz"):
+    with pytest.raises(configuration.ConfigError, match=r"separates \['vocals', 'accompaniment'\] at 8000 Hz"):
         training.train(mismatched)

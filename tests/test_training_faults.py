@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
+from conftest import tiny_config
 
 import tfsep
-from conftest import tiny_config
+from tfsep import config as configuration
 from tfsep import train as training
+from tfsep.callbacks import RunBackup
 
 
 def run_cli(config, config_path, timeout=300):
@@ -85,6 +87,7 @@ class PoisonWeights(tfsep._keras.keras.callbacks.Callback):
             weight.assign(np.full(weight.shape, np.nan, weight.dtype))
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(rendered, tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 5})
@@ -145,6 +148,7 @@ def kill_at_random_moment(process, run, moment, rng):
     return True
 
 
+@pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(rendered, tmp_path):
     rng = np.random.default_rng(20261124)
     run = tmp_path / "run"
@@ -172,6 +176,7 @@ def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(r
     assert not list(run.rglob(".*.part*")) and (run / "finished.json").is_file() and not (run / "backup").exists()
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):
     run = tmp_path / "run"
     config_path = tmp_path / "config.yaml"
@@ -191,29 +196,30 @@ def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["before the history row", "after the history row", "inside the history row"])
 def test_a_run_killed_at_an_epochs_end_logs_each_epoch_once(moment, rendered, tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 4})
-    log, save = training.keras.callbacks.CSVLogger.on_epoch_end, training.SafeBackupAndRestore._save_model
+    log, backup = training.keras.callbacks.CSVLogger.on_epoch_end, RunBackup.on_epoch_end
 
     def killed_before_the_row(self, epoch, logs=None):
         if epoch == 2:
             raise KeyboardInterrupt
         log(self, epoch, logs)
 
-    def killed_before_the_third_backup(self):
-        if self._current_epoch == 3:
+    def killed_before_the_third_backup(self, epoch, logs=None):
+        if epoch == 2:
             if moment == "inside the history row":
                 history = (run / "history.csv").read_bytes()
                 (run / "history.csv").write_bytes(history[:-7])
             raise KeyboardInterrupt
-        save(self)
+        backup(self, epoch, logs)
 
     if moment == "before the history row":
         monkeypatch.setattr(training.keras.callbacks.CSVLogger, "on_epoch_end", killed_before_the_row)
     else:
-        monkeypatch.setattr(training.SafeBackupAndRestore, "_save_model", killed_before_the_third_backup)
+        monkeypatch.setattr(RunBackup, "on_epoch_end", killed_before_the_third_backup)
     with pytest.raises(KeyboardInterrupt):
         training.train(config)
     monkeypatch.undo()
@@ -222,18 +228,19 @@ def test_a_run_killed_at_an_epochs_end_logs_each_epoch_once(moment, rendered, tm
     assert epochs_logged(run) == [0, 1, 2, 3]  # ...and logged once
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_removed(rendered, tmp_path,
                                                                                      monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 4})
-    backup = training.SafeBackupAndRestore.on_epoch_end
+    backup = RunBackup.on_epoch_end
 
     def stop_after_two(self, epoch, logs=None):
         backup(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
 
-    monkeypatch.setattr(training.SafeBackupAndRestore, "on_epoch_end", stop_after_two)
+    monkeypatch.setattr(RunBackup, "on_epoch_end", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         training.train(config)
     monkeypatch.undo()
@@ -264,6 +271,7 @@ def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_remo
     assert (run / "best.weights.h5").is_file()
 
 
+@pytest.mark.slow
 def test_a_finished_run_says_so_and_a_changed_config_is_refused_by_name(rendered, tmp_path):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 1})
@@ -287,7 +295,7 @@ def test_a_finished_run_says_so_and_a_changed_config_is_refused_by_name(rendered
 
 
 def test_run_seed_fixes_the_initial_weights(rendered):
-    config = training.load_config(tiny_config(rendered, "unused"))
+    config = configuration.load_config(tiny_config(rendered, "unused"))
     weights = []
     for _ in range(2):
         tfsep._keras.keras.utils.set_random_seed(config.run.seed)

@@ -50,6 +50,7 @@ def test_load_model_refuses_lambda_layers_and_foreign_models(tmp_path):
         tfsep.load_model(tmp_path / "missing.keras")
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_an_untrusted_model_in_one_line(tmp_path):
     inputs = keras.Input((None, 2))
     model = tmp_path / "lambda.keras"

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-__version__ = "0.1.0"
+from tfsep._version import __version__  # noqa: E402 (after the environment above)
 
 _LAZY = {
     "build_model": "tfsep.models",

@@ -23,6 +23,7 @@ import soxr
 
 from tfsep import files
 from tfsep.files import temporary_beside
+from tfsep.names import BIT_DEPTHS
 
 
 class AudioError(Exception):
@@ -118,7 +119,8 @@ def _ffprobe(path):
     result = subprocess.run(command, capture_output=True, text=True)
     streams = json.loads(result.stdout or "{}").get("streams") if result.returncode == 0 else None
     if not streams:
-        raise AudioError(f"{path}: not a readable audio file ({error_reason(result.stderr) if result.stderr else 'no audio stream'})")
+        raise AudioError(f"{path}: not a readable audio file "
+                         f"({error_reason(result.stderr) if result.stderr else 'no audio stream'})")
     stream = streams[0]
     rate = int(stream["sample_rate"])
     duration = float(stream.get("duration") or 0.0)
@@ -191,17 +193,8 @@ def read(path, sample_rate=None):
 
     Returns (audio, rate), where rate is `sample_rate` or the file's own.
     """
-    path = Path(path)
-    found = info(path)
-    if _uses_ffmpeg(path):
-        audio, rate = np.concatenate(list(_ffmpeg_blocks(path, found.channels, 441000)) or
-                                     [np.zeros((0, found.channels), np.float32)]), found.sample_rate
-    else:
-        try:
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except Exception as error:
-            raise AudioError(f"{path}: cannot decode ({error_reason(error)})") from None
-    _check_decoded(path, found, len(audio))
+    found, decoded = blocks(path)
+    audio, rate = np.concatenate([*decoded, np.zeros((0, found.channels), np.float32)]), found.sample_rate
     if sample_rate is not None and rate != sample_rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate
@@ -214,7 +207,7 @@ def resample(audio, rate_in, rate_out):
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+SUBTYPES = dict(zip(BIT_DEPTHS, ("PCM_16", "PCM_24", "FLOAT")))
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 

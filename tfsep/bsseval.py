@@ -50,7 +50,8 @@ def _swapped(module, **functions):
 
 
 def _correlation_lags(spectrum_a, spectrum_b, n_fft, filters_len):
-    """Cross-correlation of two signals from their rffts, at lags 0, −1, ..., −(filters_len − 1) and 0..filters_len − 1."""
+    """Cross-correlation of two signals from their rffts, at lags 0, −1, ..., −(filters_len − 1) and
+    0..filters_len − 1."""
     correlation = scipy.fft.irfft(spectrum_a * np.conj(spectrum_b), n=n_fft)
     return np.hstack((correlation[0], correlation[-1:-filters_len:-1])), correlation[:filters_len]
 

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import tfsep
-from tfsep import quiet
+from tfsep import names, quiet
 
 
 def run_info(args):
@@ -51,7 +51,8 @@ def run_separate(args):
     from tqdm.auto import tqdm
 
     from tfsep.audio import AudioError
-    from tfsep.separate import SeparationError, Separator, check_outputs, model_path, model_sources, output_paths
+    from tfsep.outputs import SeparationError, check_outputs, output_paths, refuse_existing
+    from tfsep.separate import Separator, model_path, model_sources
 
     model = model_path(args.model)
     failures, inputs = [], list(args.inputs)
@@ -60,9 +61,10 @@ def run_separate(args):
         outputs = {path: output_paths(sources, path, args.output, args.template, args.residual) for path in inputs}
         check_outputs(outputs)
         for path, targets in outputs.items():
-            existing = [target for target in targets.values() if target.exists()]
-            if existing and not args.overwrite:
-                failures.append(f"{existing[0]}: already exists (use --overwrite to replace it)")
+            try:
+                refuse_existing(targets, args.overwrite)
+            except SeparationError as error:
+                failures.append(str(error))
                 print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
                 inputs.remove(path)
     if inputs:
@@ -89,6 +91,24 @@ def run_separate(args):
             print(f"  {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_batch(args):
+    if not args.debug:
+        logging.getLogger().setLevel(logging.ERROR)  # Beam's notes at import and from its runner
+    try:
+        from tfsep import batch
+    except ImportError as error:
+        raise ImportError(f"tfsep batch needs Apache Beam: pip install 'tfsep[beam]' ({error})") from None
+
+    start = time.perf_counter()
+    result = batch.run(args.inputs, args.output, args.model, args.template, args.bits, args.residual, args.overwrite,
+                       args.chunk, args.overlap, args.wiener, args.griffin_lim, args.batch_size,
+                       pipeline_args=args.pipeline_args)
+    print(f"separated {result.done} files ({result.audio_seconds:.1f} s of audio) in "
+          f"{time.perf_counter() - start:.1f} s into {args.output}; skipped {result.skipped} whose stems were there; "
+          f"{result.failed} failed" + (f" (listed in {result.failures})" if result.failures else ""))
+    return 1 if result.failed else 0
 
 
 def run_evaluate(args):
@@ -149,10 +169,28 @@ def run_export(args):
     return 0
 
 
-ORACLES = ("irm", "ibm", "wiener", "mixture")  # tfsep.oracles.ORACLES, named here so --help needs no TensorFlow
 GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
-MODEL_HELP = ("a .keras model, a whole-clip .tflite file, or a pretrained name: spleeter:2stems (fetched and "
-              "converted on first use); default: the shipped model")
+MODEL_HELP = ("a .keras model, a whole-clip .tflite file, a SavedModel version folder from tfsep export, or a "
+              "pretrained name: spleeter:2stems (fetched and converted on first use); default: the shipped model")
+
+
+def _separation_options(command):
+    """The options that `separate` and `batch` share: model, outputs and the chunk plan."""
+    command.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
+    command.add_argument("--model", help=MODEL_HELP)
+    command.add_argument("--template", default="{track}/{source}.wav",
+                         help="output path inside the folder, with {track} and {source}; .wav or .flac "
+                         "(default {track}/{source}.wav)")
+    command.add_argument("--bits", choices=names.BIT_DEPTHS, help="sample format (float for .wav, 24 for .flac)")
+    command.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
+    command.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
+    command.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
+    command.add_argument("--chunk", type=float, default=7.0,
+                         help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
+    command.add_argument("--overlap", type=float,
+                         help="crossfade between chunks in seconds (1; Spleeter models take none: their chunks "
+                         "are summed exactly)")
+    command.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
 def build_parser():
@@ -173,7 +211,7 @@ def build_parser():
         "that fail are logged in OUT/render.log and replaced.",
     )
     render.add_argument("out", help="output folder")
-    render.add_argument("--layout", choices=["band", "satb"], default="band",
+    render.add_argument("--layout", choices=names.LAYOUTS, default="band",
                         help="band: vocals, drums, bass, other; satb: soprano, alto, tenor, bass (chorales only)")
     render.add_argument("--tracks", type=int, default=10, help="number of tracks, 10%% each go to valid and test")
     render.add_argument("--seed", type=int, default=0, help="seed of every random choice")
@@ -186,24 +224,23 @@ def build_parser():
         "input's sample rate. Long files are processed in overlapping chunks with bounded memory.",
     )
     separate.add_argument("inputs", nargs="+", metavar="INPUT", type=Path)
-    separate.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
-    separate.add_argument("--model", help=MODEL_HELP)
-    separate.add_argument("--template", default="{track}/{source}.wav",
-                          help="output path inside the folder, with {track} and {source}; .wav or .flac "
-                          "(default {track}/{source}.wav)")
-    separate.add_argument("--bits", choices=["16", "24", "float"],
-                          help="sample format (float for .wav, 24 for .flac)")
-    separate.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
-    separate.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
-    separate.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
-    separate.add_argument("--chunk", type=float, default=7.0,
-                          help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
-    separate.add_argument("--overlap", type=float,
-                          help="crossfade between chunks in seconds (1; Spleeter models take none: their chunks "
-                          "are summed exactly)")
-    separate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _separation_options(separate)
     separate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     separate.set_defaults(run=run_separate)
+
+    batch = commands.add_parser(
+        "batch", help="separate a whole catalog on Apache Beam (locally, or on Dataflow, Flink or Spark)",
+        usage="tfsep batch [options] INPUT [INPUT ...] -o OUT [-- BEAM_PIPELINE_OPTIONS]",
+        description="Separate every audio file that the INPUTs (files, folders, globs; gs://, s3://, hdfs:// where "
+        "Beam's extras for them are installed) match, writing the stems that `tfsep separate` writes. Chunks of all "
+        "files are batched through the model, loaded once per worker. Files that fail are listed in "
+        "OUT/_failures.jsonl and the exit status is 1; a rerun skips files whose stems are all there. Arguments "
+        "after -- are Beam's pipeline options (default: the local runner, one worker per core).",
+    )
+    batch.add_argument("inputs", nargs="+", metavar="INPUT")
+    _separation_options(batch)
+    batch.add_argument("--batch-size", type=int, default=4, metavar="N", help="chunks per model call (4)")
+    batch.set_defaults(run=run_batch, pipeline_args=[])
 
     evaluate = commands.add_parser(
         "evaluate", help="score a model or an oracle on a data set (BSSEval v4, global SDR, SI-SDR)",
@@ -211,9 +248,9 @@ def build_parser():
         "oracle mask, score it, and write metrics.json, report.md and plots into the report folder.",
     )
     evaluate.add_argument("--dataset", type=Path, required=True, help="data set root (MUSDB18-HQ-like tree)")
-    evaluate.add_argument("--subset", default="test", choices=["train", "valid", "test"])
+    evaluate.add_argument("--subset", default="test", choices=names.SPLITS)
     evaluate.add_argument("--model", help=MODEL_HELP)
-    evaluate.add_argument("--oracle", choices=ORACLES,
+    evaluate.add_argument("--oracle", choices=names.ORACLES,
                           help="score an oracle instead of a model (mixture: the mixture / K, doing nothing)")
     evaluate.add_argument("--estimates", type=Path, metavar="DIR",
                           help="score another system's estimates, DIR/<track>/<source>.wav, instead of a model")
@@ -236,10 +273,10 @@ def build_parser():
         "TFLite file OUTPUT with builtin ops only.",
     )
     export.add_argument("model", metavar="MODEL", help="a .keras model or a pretrained name (spleeter:2stems)")
-    export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel")
+    export.add_argument("--format", choices=names.EXPORT_FORMATS, default="savedmodel")
     export.add_argument("--output", type=Path, required=True,
                         help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
-    export.add_argument("--quantize", choices=["none", "float16", "dynamic-int8"], default="none",
+    export.add_argument("--quantize", choices=names.QUANTIZATIONS, default="none",
                         help="TFLite weight quantisation (none)")
     export.add_argument("--version", type=int, default=1, help="model version folder, a positive integer (1)")
     export.add_argument("--overwrite", action="store_true", help="tflite: replace an existing file")
@@ -261,7 +298,7 @@ def build_parser():
         "forms, or a release archive unpacked) into a tfsep model that computes what Spleeter computes. Reads the "
         "checkpoint only: no Spleeter install, no TF1 graph.",
     )
-    convert.add_argument("kind", choices=["spleeter"], help="the checkpoint's system")
+    convert.add_argument("kind", choices=names.CHECKPOINT_KINDS, help="the checkpoint's system")
     convert.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="folder with model.index and data")
     convert.add_argument("--output", type=Path, required=True, help="the .keras file to write")
     convert.add_argument("--config", help="Spleeter configuration: a published name (2stems, 4stems, 5stems, "
@@ -325,6 +362,15 @@ def _retry(_, frame):
         _stop(_stopped_by[0], frame)
 
 
+def _unraisable(hook_args, default=sys.unraisablehook):
+    """A `Stopped` raised where Python cannot raise (a weakref callback or `__del__` that the garbage collector
+    ran) is raised again 50 ms later instead of being printed as ignored; anything else goes to `default`."""
+    if isinstance(hook_args.exc_value, Stopped):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    default(hook_args)
+
+
 def _stopped(number):
     # No more retries: one still armed, or already delivered, would fire once Python has reset its handler.
     signal.signal(signal.SIGALRM, signal.SIG_IGN)
@@ -344,6 +390,15 @@ def _dashed_file(argv):
     return None
 
 
+def _beam_options(argv):
+    """(argv, Beam pipeline options): for `tfsep batch`, what follows the first `--` is Beam's."""
+    commands = [token for token in argv if not token.startswith("-")]
+    if commands[:1] != ["batch"] or "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1:]
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     dashed = _dashed_file(argv)
@@ -353,7 +408,10 @@ def main(argv=None):
         return 2
     if "--debug" in argv[:argv.index("--") if "--" in argv else len(argv)]:  # also after the subcommand
         argv = ["--debug", *[token for token in argv if token != "--debug"]]
+    argv, pipeline_args = _beam_options(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "batch":
+        args.pipeline_args = pipeline_args
     if args.debug:  # TensorFlow's and LiteRT's own log lines too
         os.environ[quiet.DEBUG] = "1"
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
@@ -363,6 +421,7 @@ def main(argv=None):
     for number in (signal.SIGTERM, signal.SIGHUP):  # timeout, docker stop, systemd, a closed terminal
         signal.signal(number, _stop)
     signal.signal(signal.SIGALRM, _retry)
+    sys.unraisablehook = _unraisable
     try:
         if args.command != "render-dataset":  # every other command runs TensorFlow
             quiet.import_tensorflow()

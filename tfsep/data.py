@@ -10,7 +10,8 @@ no accompaniment file gets the mixture minus its other sources, as MUSDB18 defin
 accompaniment, so a vocals/accompaniment model trains and is scored on a four-stem set.
 
 Audio is decoded once into memory, or into `.npy` files in a cache folder that are then
-memory-mapped, for sets larger than RAM; 16-bit wav files are memory-mapped where they are. With working tensorflow-io kernels, wav and flac
+memory-mapped, for sets larger than RAM; 16-bit wav files are memory-mapped where they are.
+With working tensorflow-io kernels, wav and flac
 are decoded inside tf.data (in parallel, without the GIL); otherwise with soundfile.
 
 Training elements are random chunks whose stems may come from different tracks, each
@@ -441,7 +442,8 @@ def validation_dataset(library, sources, samples=CHUNK_SAMPLES, batch_size=16):
         return np.stack([_chunk(library[track][source], offset, samples) for source in sources])
 
     chunks = tf.data.Dataset.from_tensor_slices(np.array(positions, np.int64)).map(
-        lambda position: tf.ensure_shape(tf.numpy_function(cut, [position], tf.float32), (len(sources), samples, channels)),
+        lambda position: tf.ensure_shape(tf.numpy_function(cut, [position], tf.float32),
+                                         (len(sources), samples, channels)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from tfsep import audio, bsseval, data, files, metrics
 from tfsep.models import SOURCES
 from tfsep.oracles import ORACLES, oracle_separate
+from tfsep.plots import CEILING_DB, FLOOR_DB, log_spectrogram
 from tfsep.separate import Separator
 
 SUMMARY_KEYS = ("SDR", "global_SDR", "SI_SDR", "SIR", "SAR", "ISR")
@@ -227,14 +228,6 @@ def _boxplot(results, sources):
     return figure
 
 
-def _log_spectrogram(signal, rate):
-    """dB magnitude (bins, frames) of the channel mean, 2048-point STFT."""
-    from tfsep.layers import STFT, Magnitude
-
-    magnitude = Magnitude()(STFT(2048, 512)(signal.mean(1, keepdims=True)[None]))[0, :, :, 0].numpy()
-    return 20 * np.log10(magnitude.T + 1e-5)
-
-
 def _spectrograms(title, mixture, references, estimates, sources, rate):
     import matplotlib.pyplot as plt
 
@@ -247,8 +240,8 @@ def _spectrograms(title, mixture, references, estimates, sources, rate):
             if signal is None:
                 ax.axis("off")
                 continue
-            ax.imshow(_log_spectrogram(signal, rate), origin="lower", aspect="auto", extent=extent, vmin=-80,
-                      vmax=20, cmap="magma")
+            ax.imshow(log_spectrogram(signal), origin="lower", aspect="auto", extent=extent, vmin=FLOOR_DB,
+                      vmax=CEILING_DB, cmap="magma")
             ax.set_title(f"{name}" if name == "mixture" else f"{name}: {label}", fontsize=9)
             ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("seconds")

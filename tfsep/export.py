@@ -17,7 +17,7 @@ signature itself.
 `export_tflite(model, PATH)` writes one `.tflite` file that converts with TFLite builtin
 ops only (no Flex), with a resizable input length and batch: signature `serving_default`,
 input `waveform`, outputs named by the sources, and the same description as a "tfsep"
-JSON entry in the flatbuffer's metadata (`tflite_metadata(PATH)` reads it back). With
+JSON entry in the flatbuffer's metadata (`models.tflite_metadata(PATH)` reads it back). With
 `block_seconds`, it writes the streaming form instead (see `streaming_model`): fixed,
 hop-aligned blocks in, the stems of an earlier block out, and the recent input carried
 as explicit state.
@@ -33,20 +33,20 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import tfsep
 from tfsep import files, networks, quiet
 from tfsep._keras import keras
-from tfsep.models import chunk_model, describe, reconfigure
+from tfsep._version import __version__
+from tfsep.layers import whole_hops
+from tfsep.models import TFLITE_METADATA, chunk_model, describe, reconfigure
+from tfsep.names import QUANTIZATIONS
 
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")
-TFLITE_METADATA = "tfsep"
 STATE = "next_state"  # the streaming form's state output; no source may take this name
 UNBOUNDED_CONTEXT_SECONDS = 3.0  # streaming context for networks whose reach has no bound
 
 
 def metadata(model):
     """What an exported model needs to say about itself: `models.describe` and the tfsep version."""
-    return {**describe(model), "tfsep_version": tfsep.__version__}
+    return {**describe(model), "tfsep_version": __version__}
 
 
 class _Serving(tf.Module):
@@ -97,7 +97,7 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     """
     model = reconfigure(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
     hop = model.get_config()["hop"]
-    chunk_samples = max(1, int(round(chunk_seconds * model.sample_rate / hop))) * hop
+    chunk_samples = whole_hops(chunk_seconds, model.sample_rate, hop)
     target = Path(path) / str(int(version))
     if target.exists():
         raise FileExistsError(f"{target}: already exists; export another --version or remove it")
@@ -118,11 +118,6 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return target
-
-
-def _hop_multiple(samples, hop):
-    """`samples` rounded up to a whole number (at least one) of hops."""
-    return max(1, int(np.ceil(samples / hop - 1e-9))) * hop
 
 
 def streaming_model(model, block_seconds=1.0, context_seconds=None):
@@ -148,12 +143,12 @@ def streaming_model(model, block_seconds=1.0, context_seconds=None):
         raise ValueError(f"a source named {STATE!r} clashes with the streaming form's state output")
     if not block_seconds > 0 or (context_seconds is not None and not context_seconds > 0):
         raise ValueError(f"stream block ({block_seconds} s) and context ({context_seconds} s) must be positive")
-    block = _hop_multiple(block_seconds * rate, hop)
+    block = whole_hops(block_seconds, rate, hop, up=True)
     if context_seconds is None:
         options = networks.network_options(config["architecture"], config["size"], config["network"])
         reach = networks.receptive_field(config["architecture"], options)
         context_seconds = UNBOUNDED_CONTEXT_SECONDS if reach is None else (reach * hop + config["n_fft"]) / rate
-    context = _hop_multiple(context_seconds * rate, hop)
+    context = whole_hops(context_seconds, rate, hop, up=True)
 
     block_input = keras.Input((block, channels), name="block")
     state_input = keras.Input((2 * context, channels), name="state")
@@ -302,19 +297,3 @@ def _with_metadata(flatbuffer, name, value):
     entry.name, entry.buffer = name, len(model.buffers) - 1
     model.metadata = [*(model.metadata or []), entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def tflite_metadata(path):
-    """The description that `export_tflite` embedded in the TFLite file at `path`."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    try:
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
-    except Exception:  # the flatbuffer reader fails on other bytes with struct, index or unicode errors
-        raise ValueError(f"{path}: not a TFLite model file") from None
-    for entry in model.metadata or []:
-        if entry.name in (TFLITE_METADATA, TFLITE_METADATA.encode()):
-            return json.loads(bytes(model.buffers[entry.buffer].data))
-    raise ValueError(f"{path}: has no tfsep metadata")

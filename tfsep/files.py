@@ -12,27 +12,42 @@ import secrets
 import stat
 from pathlib import Path
 
-
 _KINDS = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
           (stat.S_ISSOCK, "a socket")]
 
 
-def not_a_file(path, missing="no such file"):
-    """Why `path` is not a regular file to read ("is a folder", "not a regular file (a FIFO)", `missing`...),
-    or None if it is one."""
+def _irregularity(path):
+    """(missing, reason): whether nothing is at `path`, and why what is there is not a regular file to read
+    ("is a folder", "not a regular file (a FIFO)"...), or None if it is one."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return missing
+        return True, None
     except OSError as error:
         if error.errno == errno.ELOOP:
-            return "not a regular file (a loop of symbolic links)"
-        return f"cannot read it ({error.strerror})"
+            return False, "not a regular file (a loop of symbolic links)"
+        return False, f"cannot read it ({error.strerror})"
     if stat.S_ISREG(mode):
-        return None
+        return False, None
     if stat.S_ISDIR(mode):
-        return "is a folder"
-    return f"not a regular file ({next((kind for test, kind in _KINDS if test(mode)), 'special')})"
+        return False, "is a folder"
+    return False, f"not a regular file ({next((kind for test, kind in _KINDS if test(mode)), 'special')})"
+
+
+def not_a_file(path, missing="no such file"):
+    """Why `path` is not a regular file to read (`missing` if nothing is there), or None if it is one."""
+    absent, reason = _irregularity(path)
+    return missing if absent else reason
+
+
+def check_regular_file(path, missing="no such file"):
+    """Raise FileNotFoundError ("path: `missing`") if nothing is at `path`, ValueError naming why if what is
+    there is not a regular file."""
+    absent, reason = _irregularity(path)
+    if absent:
+        raise FileNotFoundError(f"{path}: {missing}")
+    if reason:
+        raise ValueError(f"{path}: {reason}")
 
 
 def temporary_beside(path, suffix=""):

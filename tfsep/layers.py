@@ -15,6 +15,8 @@ The signal layers compute in float32 whatever the global dtype policy, since the
 the masks and the Wiener filter need its precision under mixed precision too.
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -55,6 +57,14 @@ def check_stft_settings(n_fft, hop, window, framing="center"):
 def leading_pad(n_fft, framing="center"):
     """Zeros that `STFT` puts before the signal: n_fft // 2 (`center`), n_fft (`pad_end`) or none (`valid`)."""
     return {"center": n_fft // 2, "pad_end": n_fft, "valid": 0}[framing]
+
+
+def whole_hops(seconds, sample_rate, hop, minimum=1, up=False):
+    """`seconds` at `sample_rate` as samples, a whole number of hops: the nearest (ties to even, as `round`), or
+    with `up` the first at or above; at least `minimum` hops."""
+    hops = seconds * sample_rate / hop
+    count = math.ceil(hops - 1e-9) if up else round(hops)
+    return max(minimum, count) * hop
 
 
 def num_frames(samples, hop, n_fft=None, framing="center"):
@@ -162,6 +172,12 @@ class STFT(_FourierLayer):
     - `valid`: no padding, only the frames that lie inside the waveform; frames =
       1 + (samples − n_fft) // hop. For overlap-added chunks (see `InverseSTFT`).
 
+    Args:
+        n_fft: FFT length, a power of two.
+        hop: samples between frames, 1 to n_fft // 2.
+        window: periodic analysis window, one of WINDOWS.
+        framing: one of FRAMINGS, as above.
+
     Input: waveform (batch, samples, channels), any samples >= 1 (>= n_fft for `valid`) and
     any channels. Output: spectrum (batch, frames, bins, channels, 2), bins = n_fft // 2 + 1,
     last axis (real, imaginary).
@@ -201,6 +217,12 @@ class InverseSTFT(_FourierLayer):
     scaling). `valid` divides by the steady-state sum everywhere (`steady_window_sum`) and
     leaves the first and last n_fft − hop samples partial: summed where chunks that start a
     whole number of hops apart overlap, such outputs give the inverse of the whole signal.
+
+    Args:
+        n_fft: FFT length, a power of two.
+        hop: samples between frames, 1 to n_fft // 2.
+        window: the analysis window of the `STFT` it inverts, one of WINDOWS.
+        framing: one of FRAMINGS, that of the `STFT`.
 
     Inputs: [spectrum (batch, frames, bins, *dims, 2), reference (batch, samples, ...)], where
     only the reference's length is used. Output: (batch, samples, *dims).
@@ -245,7 +267,13 @@ class Magnitude(Float32Layer):
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class CropBins(keras.layers.Layer):
-    """Keep the lowest `max_bin` frequency bins: (batch, frames, bins, ...) -> (batch, frames, max_bin, ...)."""
+    """Keep the lowest `max_bin` frequency bins.
+
+    Args:
+        max_bin: bins kept, from bin 0.
+
+    Input: (batch, frames, bins, ...). Output: (batch, frames, max_bin, ...).
+    """
 
     def __init__(self, max_bin, **kwargs):
         super().__init__(**kwargs)
@@ -264,6 +292,9 @@ class CropBins(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="tfsep")
 class Masks(Float32Layer):
     """Soft masks from logits: sigmoid (each in [0, 1]) or softmax across sources (they sum to 1).
+
+    Args:
+        activation: "sigmoid" or "softmax" (MASK_ACTIVATIONS).
 
     Input: logits (batch, frames, bins, channels, sources). Output: masks, same shape.
     """
@@ -294,6 +325,10 @@ class RatioMasks(Float32Layer):
     With y_k = M_k ⊙ |X|: M'_k = (y_k^p + eps / K) / (Σ_j y_j^p + eps) for K sources and
     `exponent` p. They lie in [0, 1] and sum to 1 over the sources; where every y_k is 0
     (silence), each is 1 / K.
+
+    Args:
+        exponent: the separation exponent p (Spleeter's 2).
+        eps: the regulariser ε (Spleeter's 1e-10); silence gets 1 / K even with 0.
 
     Inputs: [masks (batch, frames, bins, channels, sources), magnitude (batch, frames, bins, channels)].
     Output: masks, the shape of the input masks.
@@ -328,6 +363,9 @@ class ExtendMasks(Float32Layer):
     Above the processed bins a mask takes, per frame, channel and source: its mean over the
     processed bins (`average`, which keeps softmax masks summing to 1), the value of the
     highest processed bin (`edge`), or 0 (`zeros`).
+
+    Args:
+        mode: "average", "edge" or "zeros" (MASK_EXTENSIONS).
 
     Inputs: [masks (batch, frames, max_bin, channels, sources), magnitude (batch, frames, bins, channels)].
     Output: masks (batch, frames, bins, channels, sources).
@@ -430,6 +468,11 @@ class WienerFilter(Float32Layer):
     mixture covariance grows with its scale (see `_regularized_inverse`). Spectra are scaled down
     to peak at most `scale_factor` during the iterations, for numerical stability.
 
+    Args:
+        iterations: EM iterations, 0 to MAX_ITERATIONS.
+        eps: the regulariser ε of the covariance inverse.
+        scale_factor: the peak the spectra are scaled to during the iterations.
+
     Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), spectrum (batch, frames, bins, channels, 2)].
     Output: stem spectra, same shape.
     """
@@ -455,7 +498,8 @@ class WienerFilter(Float32Layer):
         return tf.stack([y[0], y[1]], axis=-1) * _trailing(scale, 2)
 
     def _em_step(self, y, x):
-        """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of (batch, frames, bins, channels)."""
+        """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of
+        (batch, frames, bins, channels)."""
         y_re, y_im = y
         psd = tf.reduce_mean(y_re**2 + y_im**2, axis=3)  # (batch, frames, bins, sources)
         # Spatial covariance R_j[c, d] = Σ_t y_c conj(y_d) / Σ_t v_j, shape (batch, bins, sources, c, d).
@@ -494,6 +538,13 @@ class GriffinLim(_FourierLayer):
     waveform can have (Griffin & Lim 1984). With 0 iterations the layer returns its input: the
     mixture's phase. `valid` framing is refused, since a chunk's edge frames see partial signal.
 
+    Args:
+        n_fft: FFT length, a power of two.
+        hop: samples between frames, 1 to n_fft // 2.
+        window: the analysis window, one of WINDOWS.
+        framing: one of FRAMINGS, as `STFT`'s (not `valid`).
+        iterations: Griffin-Lim iterations, 0 to MAX_ITERATIONS.
+
     Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), mixture (batch, samples, channels)].
     Output: stem spectra, same shape.
     """
@@ -501,7 +552,8 @@ class GriffinLim(_FourierLayer):
     def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", iterations=0, **kwargs):
         super().__init__(n_fft, hop, window, framing, **kwargs)
         if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
-            raise ValueError(f"Griffin-Lim iterations must be an integer from 0 to {MAX_ITERATIONS}, got {iterations!r}")
+            raise ValueError(f"Griffin-Lim iterations must be an integer from 0 to {MAX_ITERATIONS}, "
+                             f"got {iterations!r}")
         if iterations and framing == "valid":
             raise ValueError("Griffin-Lim needs whole signals: framing 'center' or 'pad_end', not 'valid'")
         self.iterations = iterations
@@ -568,7 +620,13 @@ def _regularized_inverse(c_re, c_im, eps):
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class SplitSources(Float32Layer):
-    """Stems (batch, samples, channels, sources) -> a list of `sources` tensors (batch, samples, channels)."""
+    """Split the stems along their last axis.
+
+    Args:
+        sources: the number of sources K.
+
+    Input: stems (batch, samples, channels, sources). Output: a list of K tensors (batch, samples, channels).
+    """
 
     def __init__(self, sources, **kwargs):
         super().__init__(**kwargs)

@@ -12,6 +12,7 @@ from tfsep._keras import keras
 from tfsep.layers import STFT, Magnitude
 from tfsep.metrics import flatten_examples, sdr, si_sdr
 
+
 @keras.saving.register_keras_serializable(package="tfsep")
 class WaveformLoss(keras.losses.Loss):
     """A weighted sum of waveform losses: `l1` (mean absolute error), `sdr` (−SDR) and `si_sdr` (−SI-SDR).
@@ -32,7 +33,8 @@ class WaveformLoss(keras.losses.Loss):
     def call(self, reference, estimate):
         total = 0.0
         if "l1" in self.weights:
-            total += self.weights["l1"] * tf.reduce_mean(tf.abs(flatten_examples(reference) - flatten_examples(estimate)), axis=1)
+            total += self.weights["l1"] * tf.reduce_mean(
+                tf.abs(flatten_examples(reference) - flatten_examples(estimate)), axis=1)
         if "sdr" in self.weights:
             total -= self.weights["sdr"] * sdr(reference, estimate)
         if "si_sdr" in self.weights:

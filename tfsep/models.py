@@ -8,6 +8,7 @@
 """
 
 import inspect
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -29,8 +30,9 @@ from tfsep.layers import (
     WienerFilter,
     check_stft_settings,
 )
+from tfsep.names import SOURCES
 
-SOURCES = ("vocals", "drums", "bass", "other")
+TFLITE_METADATA = "tfsep"  # the name of the description that TFLite exports carry in their metadata
 _SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -172,7 +174,8 @@ def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **o
     `options` are the model's other arguments (n_fft, hop, window, framing, bandwidth,
     channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations,
     griffin_lim_iterations, size) and the network's own options (e.g. `hidden` for umx,
-    `filters` for unet, `bands`/`features`/`blocks` for bandconv), which override the size preset. Unknown options raise ValueError.
+    `filters` for unet, `bands`/`features`/`blocks` for bandconv), which override the size preset.
+    Unknown options raise ValueError.
     """
     model_options = {key: value for key, value in options.items() if key in _MODEL_ARGUMENTS}
     network_options = {key: value for key, value in options.items() if key not in _MODEL_ARGUMENTS}
@@ -220,7 +223,7 @@ def chunk_model(model):
     lie inside each, so a chunk's frames are frames of the whole signal wherever it starts
     on the whole signal's frame grid; its stems have the chunk's length, the first and last
     n_fft − hop samples partial, and the stems of chunks that tile the grid, summed where they
-    overlap, are the stems of the whole signal (see `separate.summed_chunks`).
+    overlap, are the stems of the whole signal (see `chunking.summed_chunks`).
     """
     config = model.get_config()
     if config["griffin_lim_iterations"]:
@@ -249,13 +252,6 @@ def reconfigure(model, **changes):
     return rebuilt
 
 
-def check_model_file(path):
-    """Raise FileNotFoundError if there is nothing at `path`, ValueError if it is not a regular file."""
-    reason = files.not_a_file(path, missing="no such model file")
-    if reason:
-        raise (FileNotFoundError if reason == "no such model file" else ValueError)(f"{path}: {reason}")
-
-
 def load_model(path):
     """Load a `.keras` file saved from a `SeparationModel`, with Keras's `safe_mode=True`.
 
@@ -265,7 +261,7 @@ def load_model(path):
     ValueError, in one line naming the file, for anything else that is not a tfsep model.
     """
     path = Path(path)
-    check_model_file(path)
+    files.check_regular_file(path, missing="no such model file")
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .keras model file (tfsep loads only Keras 3 .keras zip files)")
     try:
@@ -283,3 +279,19 @@ def load_model(path):
     if not isinstance(model, SeparationModel):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a tfsep SeparationModel")
     return model
+
+
+def tflite_metadata(path):
+    """The description that `export.export_tflite` embedded in the TFLite file at `path`."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except Exception:  # the flatbuffer reader fails on other bytes with struct, index or unicode errors
+        raise ValueError(f"{path}: not a TFLite model file") from None
+    for entry in model.metadata or []:
+        if entry.name in (TFLITE_METADATA, TFLITE_METADATA.encode()):
+            return json.loads(bytes(model.buffers[entry.buffer].data))
+    raise ValueError(f"{path}: has no tfsep metadata")

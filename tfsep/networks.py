@@ -32,6 +32,9 @@ class Standardize(Float32Layer):
     `mean` and `scale` (shape (bins,)) are statistics, not trained: they start at 0 and 1
     and are set from the training data. Computed in float32 under any dtype policy.
 
+    Args:
+        log: standardise log(1 + x) instead of x.
+
     Input: magnitude (batch, frames, bins, channels). Output: same shape.
     """
 
@@ -282,6 +285,9 @@ def _activation(kind, name):
 class SplitSegments(layers.Layer):
     """Cut the frames into independent segments of `frames` frames, the last one zero-padded.
 
+    Args:
+        frames: frames per segment (Spleeter's T = 512).
+
     Input: (batch, total, bins, channels). Output: (batch · ceil(total / frames), frames, bins, channels).
     """
 
@@ -303,7 +309,8 @@ class SplitSegments(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class JoinSegments(layers.Layer):
-    """Undo `SplitSegments`: [segments (batch · n, frames, bins, c), reference (batch, total, ...)] -> (batch, total, bins, c)."""
+    """Undo `SplitSegments`: [segments (batch · n, frames, bins, c), reference (batch, total, ...)] ->
+    (batch, total, bins, c)."""
 
     def call(self, inputs):
         segments, reference = inputs
@@ -384,6 +391,10 @@ def band_edges(bins, bands, bin_hz):
 class BandSplit(layers.Layer):
     """Project each band of bins (all channels) to `features` values.
 
+    Args:
+        edges: the bands' first bins and, last, the number of bins: band b is bins [edges[b], edges[b + 1]).
+        features: values per band.
+
     Input: (batch, frames, bins, channels). Output: (batch, frames, bands, features).
     """
 
@@ -419,6 +430,10 @@ class BandSplit(layers.Layer):
 @keras.saving.register_keras_serializable(package="tfsep")
 class BandMerge(layers.Layer):
     """Per-band projection back to every bin, channel and source.
+
+    Args:
+        edges: the bands' bin edges, as `BandSplit`'s.
+        channels, sources: the output's last two axes.
 
     Input: (batch, frames, bands, features). Output: (batch, frames, bins, channels, sources).
     """

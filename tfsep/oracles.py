@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfsep.layers import STFT, GriffinLim, InverseSTFT, Magnitude, MaskMagnitude, PhaseReuse, WienerFilter
+from tfsep.names import ORACLES
 
-ORACLES = ("irm", "ibm", "wiener", "mixture")
 EPS = 1e-10
 
 

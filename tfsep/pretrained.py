@@ -57,7 +57,8 @@ def is_name(spec):
 
 
 def resolve(spec, log=None):
-    """The local model file for `spec`: a `spleeter:NAME` model from the cache (fetched on first use), else Path(spec)."""
+    """The local model file for `spec`: a `spleeter:NAME` model from the cache (fetched on first use),
+    else Path(spec)."""
     if not is_name(spec):
         return Path(spec)
     name = spec[len(PREFIX):]

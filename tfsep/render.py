@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tfsep import audio, production, singing, songs, timbres
+from tfsep import audio, names, production, singing, songs, timbres
 
-LAYOUTS = {"band": songs.BAND, "satb": songs.VOICES}
+LAYOUTS = dict(zip(names.LAYOUTS, (songs.BAND, songs.VOICES)))  # layout -> its stems
 SAMPLE_RATE = 44100
-SPLITS = timbres.SPLITS
+SPLITS = names.SPLITS
 MAX_SECONDS = 45.0
 TAIL_SECONDS = 1.0
 ATTEMPTS = 6  # songs tried per track before the render stops
@@ -117,7 +117,8 @@ def plan(layout, tracks, seed):
     for index, split in enumerate(splits):
         available = [s for s in SOURCE_SHARES[split] if table[split].get(s)] if layout == "band" else ["chorale"]
         if not available:
-            raise RenderError(f"no songs for the {split} split: install music21 (pip install tfsep[render]) and freedoom")
+            raise RenderError(f"no songs for the {split} split: install music21 (pip install tfsep[render]) "
+                              "and freedoom")
         shares = np.array([SOURCE_SHARES[split].get(s, 1.0) for s in available])
         source = available[np.random.default_rng([seed, index, 1]).choice(len(available), p=shares / shares.sum())]
         order = orders[split, source]
@@ -161,7 +162,8 @@ class Instruments:
         self.lock = threading.Lock()
 
     def settings(self):
-        return {split: {"soundfonts": [f.name for f in self.fonts[split]], "drum_kits": [k.name for k in self.kits[split]],
+        return {split: {"soundfonts": [f.name for f in self.fonts[split]],
+                        "drum_kits": [k.name for k in self.kits[split]],
                         "singers": self.singers[split], "grooves": len(self.grooves[split])} for split in SPLITS}
 
     def hydrogen_kit(self, path):
@@ -267,7 +269,8 @@ def render_stem(role, parts, split, instruments, rng, folder, samples):
         chosen.append((part, channels[number % len(channels)], *preset, int(rng.integers(24, 104))))
     write_midi(chosen, folder / f"{role}.mid")
     signal = render_midi(instruments.fluidsynth, folder / f"{role}.mid", font.path, folder / f"{role}.wav")
-    return fit(signal, samples), {"soundfont": font.name, "programs": [[bank, program] for _, _, bank, program, _ in chosen]}
+    return fit(signal, samples), {"soundfont": font.name,
+                                  "programs": [[bank, program] for _, _, bank, program, _ in chosen]}
 
 
 def render_track(song, layout, split, instruments, rng):

@@ -89,7 +89,8 @@ class Singer:
             variant = self.folder / "espeak-ng-data" / "voices" / "!v" / name
             if not variant.is_file():
                 frequency = hertz(pitch) + FLAT_HZ
-                variant.write_text("\n".join([f"name {name}", *self.base, f"pitch {frequency:.0f} {frequency:.0f}", ""]))
+                variant.write_text(
+                    "\n".join([f"name {name}", *self.base, f"pitch {frequency:.0f} {frequency:.0f}", ""]))
             wav = self.folder / "syllable.wav"
             result = subprocess.run([self.espeak, "-v", f"{self.language}+{name}", "--path", str(self.folder), "-s",
                                      str(speed), "-w", str(wav), text], capture_output=True, text=True)

@@ -355,7 +355,8 @@ def chorale(ref, rng, groove_pool, max_seconds, layout="band"):
     info = {"bpm": round(bpm, 2), "transpose": transpose}
     full = [(s, n) for s, n, beats, beat in bars if abs(n - beats * beat) < 1e-6]
     if layout == "satb":
-        return Song(ref.name, ref.source, {v: [Part(in_seconds(voices[v], bpm, rng), 0)] for v in VOICES}, seconds, info)
+        return Song(ref.name, ref.source, {v: [Part(in_seconds(voices[v], bpm, rng), 0)] for v in VOICES}, seconds,
+                    info)
     if groove_pool and rng.random() < 0.4 and full:
         start = full[0][0]
         moved = [(s - start, n) for s, n in full]
@@ -460,7 +461,8 @@ def freedoom(ref, rng, groove_pool, max_seconds, layout="band"):
     data = list(wad_lumps(ref.path).values())[ref.index]
     channels, programs = midi_channels(data, 10_000.0)
     first = min((n.start for notes in channels.values() for n in notes), default=0.0)
-    channels = {c: [Note(n.start - first, n.length, n.pitch, n.velocity) for n in notes if n.start - first < max_seconds]
+    channels = {c: [Note(n.start - first, n.length, n.pitch, n.velocity)
+                    for n in notes if n.start - first < max_seconds]
                 for c, notes in channels.items()}
     channels = {c: notes for c, notes in channels.items() if notes}
     parts = {role: [] for role in BAND}

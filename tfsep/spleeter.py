@@ -34,7 +34,8 @@ from tfsep.models import SeparationModel
 # Spleeter's published configurations (spleeter/resources/*.json), the keys that shape the model.
 _STEMS = {
     "2stems": (["vocals", "accompaniment"], "unet.unet", {}),
-    "4stems": (["vocals", "drums", "bass", "other"], "unet.unet", {"conv_activation": "ELU", "deconv_activation": "ELU"}),
+    "4stems": (["vocals", "drums", "bass", "other"], "unet.unet",
+               {"conv_activation": "ELU", "deconv_activation": "ELU"}),
     "5stems": (["vocals", "piano", "drums", "bass", "other"], "unet.softmax_unet",
                {"conv_activation": "ELU", "deconv_activation": "ELU"}),
 }
@@ -147,7 +148,8 @@ def instrument_count(variables, where):
 
 
 def guess_config(folder, count):
-    """The published configuration for a folder: by its name (`2stems`, `4stems-16kHz`, ...), else by its U-Net count."""
+    """The published configuration for a folder: by its name (`2stems`, `4stems-16kHz`, ...), else by its
+    U-Net count."""
     name = Path(folder).resolve().name
     if name in CONFIGS:
         return name

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsep import audio
+from tfsep.names import SPLITS
 
 SAMPLE_RATE = 44100
 FONT_FOLDERS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
@@ -44,7 +45,6 @@ SAMPLED_KITS = {
     "VariBreaks": ("VariBreaks", "test"),
 }
 HYDROGEN_TRAIN_DEFAULT = "train"  # every other Hydrogen kit installed trains
-SPLITS = ("train", "valid", "test")
 # General MIDI drum notes and the words that name them in Hydrogen kits, most specific first.
 DRUM_WORDS = {
     36: ("kick", "bassdrum", "bass drum", "bd", "thump", "bass"),
@@ -151,7 +151,8 @@ class DrumKit:
 
 def drum_kits(fonts, hydrogen=HYDROGEN_FOLDER):
     """The soundfonts' own kits and the sampled kits installed, each with its split."""
-    kits = [DrumKit(f"{font.name}:{kit}", "gm", font.path, kit, font.split) for font in fonts for kit in font.drum_kits()]
+    kits = [DrumKit(f"{font.name}:{kit}", "gm", font.path, kit, font.split)
+            for font in fonts for kit in font.drum_kits()]
     for name, (file, split) in SAMPLED_KITS.items():
         path = find_file(file)
         if path is not None:
@@ -184,13 +185,16 @@ class HydrogenKit:
             for layer in instrument.iter(prefix + "layer"):
                 file = layer.findtext(prefix + "filename")
                 if file:
-                    layers.append((float(layer.findtext(prefix + "min", "0")), float(layer.findtext(prefix + "max", "1")),
+                    layers.append((float(layer.findtext(prefix + "min", "0")),
+                                   float(layer.findtext(prefix + "max", "1")),
                                    self.folder / file))
             if not layers and instrument.findtext(prefix + "filename"):
                 layers.append((0.0, 1.0, self.folder / instrument.findtext(prefix + "filename")))
             if layers:
-                pan = (float(instrument.findtext(prefix + "pan_L", "1")), float(instrument.findtext(prefix + "pan_R", "1")))
-                gain = float(instrument.findtext(prefix + "volume", "1")) * float(instrument.findtext(prefix + "gain", "1"))
+                pan = (float(instrument.findtext(prefix + "pan_L", "1")),
+                       float(instrument.findtext(prefix + "pan_R", "1")))
+                gain = (float(instrument.findtext(prefix + "volume", "1"))
+                        * float(instrument.findtext(prefix + "gain", "1")))
                 self.instruments.append(((instrument.findtext(prefix + "name") or "").lower(), layers, pan, gain))
         if not self.instruments:
             raise TimbreError(f"{self.folder} has no playable instruments")

@@ -62,7 +62,8 @@ def main():
     model = build_model(args.architecture)
     model.compile(optimizer="adam", loss={s: "mae" for s in sources})
     mixture, stems = next(batches)
-    training = chunks_per_second(max(3, args.batches // 5), args.batch_size, lambda: model.train_on_batch(mixture, stems))
+    training = chunks_per_second(max(3, args.batches // 5), args.batch_size,
+                                 lambda: model.train_on_batch(mixture, stems))
 
     print(f"{len(tracks)} tracks, {hours * 60:.1f} min of audio, {args.threads} threads, TensorFlow {tf.__version__}")
     for name, seconds in decode_times.items():

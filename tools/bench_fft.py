@@ -1,4 +1,5 @@
-"""The FFT that the TFLite form needs: TensorFlow's RFFT, LiteRT's RFFT2D, and a Cooley–Tukey FFT of two matrix products.
+"""The FFT that the TFLite form needs: TensorFlow's RFFT, LiteRT's RFFT2D, and a Cooley–Tukey FFT of \
+two matrix products.
 
     python tools/bench_fft.py [--frames 5170] [--n-fft 4096]
 
@@ -78,11 +79,13 @@ def main():
             return {"real": tf.math.real(spectrum), "imag": tf.math.imag(spectrum)}
 
     forms = Forms()
-    print(f"{args.frames} frames of {n} samples\n\n| form | threads | seconds | max error |\n| --- | ---: | ---: | ---: |")
+    print(f"{args.frames} frames of {n} samples\n\n| form | threads | seconds | max error |\n"
+          "| --- | ---: | ---: | ---: |")
     for name in ("native", "matmul"):
         function = getattr(forms, name)
         out = function(tf.constant(x))
-        error = max(np.abs(out["real"].numpy() - reference.real).max(), np.abs(out["imag"].numpy() - reference.imag).max())
+        error = max(np.abs(out["real"].numpy() - reference.real).max(),
+                    np.abs(out["imag"].numpy() - reference.imag).max())
         label = "TensorFlow tf.signal.rfft" if name == "native" else "TensorFlow, matrix products"
         print(f"| {label} | 2 | {median_time(lambda: function(tf.constant(x))):.3f} | {error:.1e} |")
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], forms)

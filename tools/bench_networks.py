@@ -56,7 +56,8 @@ def main():
     for architecture, median in sorted(medians.items(), key=lambda item: item[1]):
         params = separators[architecture][0]
         relative = "fastest" if median == fastest else f"{median / fastest:.2f}× slower"
-        print(f"| `{architecture}` | {params / 1e6:.2f} M | {median:.2f} s | {args.seconds / median:.1f}× | {relative} |")
+        print(f"| `{architecture}` | {params / 1e6:.2f} M | {median:.2f} s | "
+              f"{args.seconds / median:.1f}× | {relative} |")
 
 if __name__ == "__main__":
     main()

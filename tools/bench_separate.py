@@ -50,11 +50,11 @@ def agreement(model, seconds=60.0, chunk=10.0, overlap=2.0):
     whole = model.predict(mixture[None], verbose=0)
     separator = Separator(model, chunk_seconds=chunk, overlap_seconds=overlap)
     chunked = separator.separate(mixture, rate)
-    step = separator.chunk - separator.overlap
+    step = separator.plan.chunk - separator.plan.overlap
     interior = np.ones(len(mixture), bool)
     margin = int(3.5 * rate)  # bandconv base's receptive field is about 3 s
     for border in range(step, len(mixture), step):
-        interior[max(0, border - margin): border + separator.overlap + margin] = False
+        interior[max(0, border - margin): border + separator.plan.overlap + margin] = False
     differences = [np.abs(chunked[s] - whole[s][0]) for s in model.sources]
     return max(d[interior].max() for d in differences), max(d.max() for d in differences), interior.mean()
 

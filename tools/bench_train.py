@@ -35,9 +35,10 @@ def measure_tfsep(config_path, architecture, batch, seconds, steps):
     import numpy as np
     import tensorflow as tf
 
+    from tfsep import config as configuration
     from tfsep import train as training
 
-    config = training.load_config(config_path, [f"model.architecture={architecture}", "model.size=base"])
+    config = configuration.load_config(config_path, [f"model.architecture={architecture}", "model.size=base"])
     sources, samples = config.data.sources, int(seconds * config.data.sample_rate)
     model = training.build_separation_model(config)
     magnitudes = config.loss.magnitude > 0

@@ -75,7 +75,8 @@ def main():
             model = build_model(architecture, size=size)
             options = ", ".join(f"{k}={v}" for k, v in networks.network_options(architecture, size).items())
             macs = count_macs(model, args.seconds)
-            print(f"| `{architecture}` | {size} | {options} | {model.count_params() / 1e6:.2f} M | {macs / 1e6:,.0f} M |")
+            print(f"| `{architecture}` | {size} | {options} | "
+                  f"{model.count_params() / 1e6:.2f} M | {macs / 1e6:,.0f} M |")
 
 
 if __name__ == "__main__":

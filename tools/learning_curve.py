@@ -10,6 +10,7 @@ Prints a markdown table and the training wall time.
 import argparse
 import time
 
+from tfsep import config as configuration
 from tfsep import train as training
 
 
@@ -19,7 +20,7 @@ def untrained_validation_sdr(config):
     train_batches, validation = training.make_datasets(config, progress=False)
     training.set_input_normalization(model, train_batches.take(config.schedule.normalization_batches))
     trainer = training.training_model(model, magnitudes=False)
-    training.compile_model(trainer, training.load_config(config, ["loss.magnitude=0", "loss.l1=1"]))
+    training.compile_model(trainer, configuration.load_config(config, ["loss.magnitude=0", "loss.l1=1"]))
     logs = trainer.evaluate(validation, verbose=0, return_dict=True)
     return {source: logs[f"{source}_sdr"] for source in config.data.sources}
 
@@ -29,7 +30,7 @@ def main():
     parser.add_argument("config")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     args = parser.parse_args()
-    config = training.load_config(args.config, args.overrides)
+    config = configuration.load_config(args.config, args.overrides)
     sources = config.data.sources
 
     rows = [("before", untrained_validation_sdr(config), 0.0)]

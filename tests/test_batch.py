@@ -1,0 +1,128 @@
+"""tfsep batch: Apache Beam separation that writes what `tfsep separate` writes, with dead letters and resumption."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+beam = pytest.importorskip("apache_beam", reason="needs apache-beam (the beam extra)")
+
+from tfsep import batch  # noqa: E402
+from tfsep.backends import KerasBackend  # noqa: E402
+
+IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the local runner, in this process
+
+
+def tfsep(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """Six short files of mixed rates and channel counts (1.2 to 3.1 s), one of them longer than a chunk."""
+    folder = tmp_path_factory.mktemp("catalog")
+    rng = np.random.default_rng(5)
+    for name, rate, channels, seconds in [("a", 8000, 2, 1.3), ("b", 16000, 1, 2.2), ("c", 11025, 2, 3.1),
+                                          ("d", 8000, 3, 1.7), ("e", 22050, 2, 1.2), ("f", 8000, 1, 2.6)]:
+        t = np.arange(int(seconds * rate)) / rate
+        tone = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.1 * rng.standard_normal((len(t), channels))
+        soundfile.write(folder / f"{name}.wav" if name != "c" else folder / "c.flac", tone, rate,
+                        subtype="PCM_16")
+    return folder
+
+
+def stems_of(folder):
+    """{relative path: (samples, subtype)} of every stem under `folder`."""
+    return {str(path.relative_to(folder)): (soundfile.read(path, dtype="float32")[0], soundfile.info(path).subtype)
+            for path in sorted(folder.rglob("*.wav"))}
+
+
+def test_batch_writes_the_stems_that_separate_writes(catalog, tiny_model_file, tmp_path):
+    options = ["--model", tiny_model_file, "--chunk", "1.0", "--overlap", "0.25", "--residual"]
+    separated = tfsep("separate", *sorted(catalog.iterdir()), "-o", tmp_path / "separate", "-q", *options)
+    assert separated.returncode == 0, separated.stderr
+    result = tfsep("batch", catalog, "-o", tmp_path / "batch", *options, "--", *IN_PROCESS)
+    assert result.returncode == 0, result.stderr
+    assert "separated 6 files (12.1 s of audio)" in result.stdout and "0 failed" in result.stdout
+    expected, written = stems_of(tmp_path / "separate"), stems_of(tmp_path / "batch")
+    assert sorted(written) == sorted(expected) and len(written) == 6 * 5  # four stems and the residual
+    for path, (samples, subtype) in expected.items():
+        assert written[path][1] == subtype and written[path][0].shape == samples.shape, path
+        assert np.abs(written[path][0] - samples).max() <= 1e-5, path
+    assert not list((tmp_path / "batch").glob(".tfsep-batch-*"))  # the scratch folder is removed
+
+
+def test_a_corrupt_file_is_a_dead_letter_and_a_rerun_resumes(catalog, tiny_model_file, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (inputs / name).write_bytes((catalog / name).read_bytes())
+    (inputs / "broken.wav").write_bytes((catalog / "a.wav").read_bytes()[:3000])  # cut inside its samples
+    out = tmp_path / "out"
+    first = tfsep("batch", inputs, tmp_path / "missing.wav", "-o", out, "--model", tiny_model_file, "--", *IN_PROCESS)
+    assert first.returncode == 1 and "separated 2 files" in first.stdout and "2 failed" in first.stdout
+    failures = [json.loads(line) for line in (out / batch.FAILURES).read_text().splitlines()]
+    assert sorted(failure["path"] for failure in failures) == sorted([str(inputs / "broken.wav"),
+                                                                      str(tmp_path / "missing.wav")])
+    reasons = {failure["path"]: failure["reason"] for failure in failures}
+    assert "broken.wav: truncated (its header promises" in reasons[str(inputs / "broken.wav")]
+    assert reasons[str(tmp_path / "missing.wav")].endswith("missing.wav: no such file")
+    assert sorted(p.name for p in out.iterdir()) == [batch.FAILURES, "a", "b"]
+    assert not list(out.rglob("*.part*"))
+
+    (inputs / "broken.wav").unlink()
+    written = {path: path.stat().st_mtime_ns for path in out.rglob("*.wav")}
+    again = tfsep("batch", inputs, "-o", out, "--model", tiny_model_file, "--", *IN_PROCESS)
+    assert again.returncode == 0, again.stderr
+    assert "separated 0 files" in again.stdout and "skipped 2" in again.stdout
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*.wav")} == written  # nothing rewritten
+    assert not (out / batch.FAILURES).exists()
+    forced = tfsep("batch", inputs, "-o", out, "--model", tiny_model_file, "--overwrite", "--", *IN_PROCESS)
+    assert forced.returncode == 0 and "separated 2 files" in forced.stdout, forced.stderr
+
+
+def test_the_model_handler_batches_chunks_of_one_length_and_returns_each_its_own(tiny_model, rng):
+    handler = batch.SeparationModelHandler("unused.keras")
+    backend = KerasBackend(tiny_model)
+    examples = [rng.uniform(-0.5, 0.5, shape).astype(np.float32) for shape in
+                [(1, 4000, 2), (2, 4000, 2), (1, 1500, 2), (1, 4000, 2)]]
+    results = handler.run_inference(examples, backend)
+    for example, result in zip(examples, results):
+        assert result.example is example
+        alone = backend(example)
+        for source in tiny_model.sources:
+            assert result.inference[source].shape == example.shape
+            np.testing.assert_allclose(result.inference[source], alone[source], atol=1e-5)
+
+
+def test_the_default_runner_is_the_local_portable_one_on_every_core():
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    options = batch.pipeline_options([])
+    assert options.view_as(StandardOptions).runner == "DirectRunner"  # not Prism, which downloads a binary
+    direct = options.view_as(DirectOptions)
+    assert direct.direct_running_mode == "multi_threading" and direct.direct_num_workers >= 1
+    chosen = batch.pipeline_options(["--runner=DataflowRunner", "--project=p"])
+    assert chosen.view_as(StandardOptions).runner == "DataflowRunner"
+
+
+def test_inputs_are_files_folders_and_globs_each_matched_once(catalog, tmp_path):
+    paths, failures = batch.match([catalog / "a.wav", catalog, f"{catalog}/*.flac", tmp_path / "none.wav",
+                                   f"{tmp_path}/*.mp3"])
+    assert paths == [str(catalog / "a.wav"), *[str(catalog / name) for name in
+                                                ("b.wav", "c.flac", "d.wav", "e.wav", "f.wav")]]
+    assert [reason.split(": ")[-1] for _, reason in failures] == ["no such file", "matches no audio file"]
+
+
+def test_outputs_that_collide_are_refused_before_any_work(catalog, tiny_model_file, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.wav").write_bytes((catalog / "a.wav").read_bytes())
+    result = tfsep("batch", catalog / "a.wav", other / "a.wav", "-o", tmp_path / "out", "--model", tiny_model_file,
+                   "--", *IN_PROCESS)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "would both be written there" in result.stderr and not (tmp_path / "out" / "a").exists()

@@ -1,0 +1,159 @@
+"""Where one input's stems go, and writing them there as one set.
+
+`output_paths` fills the output template, `check_outputs` refuses collisions before any
+work, and `StemWriter` writes a file's stems block by block into temporary files beside
+their targets, committed together (`files.commit_set`): all of them, or none.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from tfsep import audio, files
+
+DEFAULT_TEMPLATE = "{track}/{source}.wav"
+RESIDUAL = "residual"
+
+
+class SeparationError(Exception):
+    """A file that cannot be separated, or an output that cannot be written; the message names it."""
+
+
+def track_name(path):
+    """A safe folder name for an input file: its stem, with path separators and leading dots removed."""
+    name = re.sub(r"[/\\\x00]", "_", Path(path).stem).lstrip(".").strip()
+    return name or "track"
+
+
+def check_outputs(outputs):
+    """Refuse, before any work, outputs that would overwrite each other or an input.
+
+    `outputs` maps each input path to its {stem: output path}. SeparationError names both
+    sides of the first collision: two stems of one input on one path, two inputs on one
+    output, or an output that is an input.
+    """
+    inputs = {_identity(path): path for path in outputs}
+    claimed = {}
+    for path, targets in outputs.items():
+        for stem, target in targets.items():
+            key = _identity(target)
+            if key in inputs:
+                raise SeparationError(f"{target}: the {stem} output of {path} would overwrite the input "
+                                      f"{inputs[key]}; choose another output folder or template")
+            if key in claimed:
+                other_path, other_stem = claimed[key]
+                who = f"the {other_stem} and {stem} stems of {path}" if other_path == path else \
+                    f"{other_path} ({other_stem}) and {path} ({stem})"
+                raise SeparationError(f"{target}: {who} would both be written there; put {{track}} and {{source}} "
+                                      "in the template")
+            claimed[key] = (path, stem)
+
+
+def _identity(path):
+    """What a path names: the file's (device, inode) where it exists, else its resolved path."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        return stat.st_dev, stat.st_ino
+    except OSError:
+        pass
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        return os.path.abspath(path)
+
+
+def output_paths(sources, path, outdir, template=DEFAULT_TEMPLATE, residual=False):
+    """{source: output path} for input `path`: `template` filled with {track} and {source}, inside `outdir`."""
+    outdir = Path(outdir)
+    if residual and RESIDUAL in sources:
+        raise SeparationError(f"the model has a source named {RESIDUAL!r}: --residual would write a second one; "
+                              "leave --residual out")
+    paths = {}
+    for source in [*sources, *[RESIDUAL] * residual]:
+        try:
+            target = outdir / template.format(track=track_name(path), source=source)
+        except (KeyError, IndexError, ValueError):
+            raise SeparationError(f"output template {template!r} may hold only {{track}} and {{source}}") from None
+        try:
+            inside = target.resolve().is_relative_to(outdir.resolve())
+        except RuntimeError:
+            raise SeparationError(f"{target}: its path runs into a loop of symbolic links") from None
+        if not inside:
+            raise SeparationError(f"{target}: the output template leads outside {outdir}")
+        paths[source] = target
+    return paths
+
+
+def refuse_existing(targets, overwrite):
+    """Raise SeparationError naming the first of `targets` ({stem: path}) that exists, unless `overwrite`."""
+    existing = [target for target in targets.values() if Path(target).exists()]
+    if existing and not overwrite:
+        raise SeparationError(f"{existing[0]}: already exists (use --overwrite to replace it)")
+
+
+def subtype(template, bits=None):
+    """The soundfile subtype of stems written by `template`'s format (.wav or .flac) with `bits` ("16", "24" or
+    "float"; by default float for wav and 24 for flac, which holds no float samples)."""
+    suffix = Path(template).suffix.lower()
+    bits = ("24" if suffix == ".flac" else "float") if bits is None else str(bits)
+    if bits not in audio.SUBTYPES:
+        raise ValueError(f"bits must be one of {list(audio.SUBTYPES)}, got {bits!r}")
+    if suffix == ".flac" and bits == "float":
+        raise ValueError("FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24, or a .wav "
+                         "template")
+    return audio.SUBTYPES[bits]
+
+
+class StemWriter:
+    """Writes one input's stems into temporary files beside their targets, then commits them as one set.
+
+        with StemWriter(targets, sample_rate, channels, subtype) as writer:
+            for stems in blocks:     # (len(targets), samples, channels)
+                writer.write(stems)
+            writer.commit(overwrite)
+
+    Leaving the block without a commit, by an error or a signal, removes every temporary
+    file and the folders made for them; the outputs that existed stay as they were. The
+    commit refuses existing outputs unless `overwrite`, and if another run commits first.
+    """
+
+    def __init__(self, targets, sample_rate, channels, subtype):
+        self.targets, self.samples, self._committed = targets, 0, False
+        self._new_folders = {folder for target in targets.values() for folder in (target, *target.parents)
+                             if not folder.exists()}
+        self._writers = []
+        try:
+            for target in targets.values():
+                self._writers.append(audio.BlockWriter(target, sample_rate, channels, subtype))
+        except BaseException:
+            self._discard()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def write(self, stems):
+        """Append a block of every stem: (len(targets), samples, channels)."""
+        for writer, stem in zip(self._writers, stems):
+            writer.write(stem)
+        self.samples += stems.shape[1]
+
+    def commit(self, overwrite=False):
+        staged = {writer.close(): writer.path for writer in self._writers}
+        try:
+            files.commit_set(staged, overwrite)
+        except FileExistsError as error:
+            raise SeparationError(f"{error} (another run wrote it meanwhile)") from None
+        self._committed = True
+
+    def __exit__(self, *exception):
+        if not self._committed:
+            self._discard()
+
+    def _discard(self):
+        for writer in self._writers:
+            writer.discard()
+        for folder in sorted(self._new_folders, key=lambda f: len(f.parts), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):  # made for this file, and left empty
+                folder.rmdir()
