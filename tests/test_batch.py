@@ -1,6 +1,7 @@
 """tfsep batch: Apache Beam separation that writes what `tfsep separate` writes, with dead letters and resumption."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,9 +17,9 @@ from tfsep.backends import KerasBackend  # noqa: E402
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the local runner, in this process
 
 
-def tfsep(*args, cwd=None):
+def tfsep(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+                          timeout=600, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,15 @@ def stems_of(folder):
             for path in sorted(folder.rglob("*.wav"))}
 
 
+@pytest.mark.slow
 def test_batch_writes_the_stems_that_separate_writes(catalog, tiny_model_file, tmp_path):
     options = ["--model", tiny_model_file, "--chunk", "1.0", "--overlap", "0.25", "--residual"]
     separated = tfsep("separate", *sorted(catalog.iterdir()), "-o", tmp_path / "separate", "-q", *options)
     assert separated.returncode == 0, separated.stderr
-    result = tfsep("batch", catalog, "-o", tmp_path / "batch", *options, "--", *IN_PROCESS)
+    closed = "http://127.0.0.1:9"  # no network: a runner that downloaded anything (Prism does) would fail
+    offline = {**os.environ, **{name: closed for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+               "no_proxy": "localhost,127.0.0.1", "NO_PROXY": "localhost,127.0.0.1"}  # the runner's own gRPC
+    result = tfsep("batch", catalog, "-o", tmp_path / "batch", *options, env=offline)  # the default runner
     assert result.returncode == 0, result.stderr
     assert "separated 6 files (12.1 s of audio)" in result.stdout and "0 failed" in result.stdout
     expected, written = stems_of(tmp_path / "separate"), stems_of(tmp_path / "batch")
@@ -56,6 +61,7 @@ def test_batch_writes_the_stems_that_separate_writes(catalog, tiny_model_file, t
     assert not list((tmp_path / "batch").glob(".tfsep-batch-*"))  # the scratch folder is removed
 
 
+@pytest.mark.slow
 def test_a_corrupt_file_is_a_dead_letter_and_a_rerun_resumes(catalog, tiny_model_file, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -65,6 +71,7 @@ def test_a_corrupt_file_is_a_dead_letter_and_a_rerun_resumes(catalog, tiny_model
     out = tmp_path / "out"
     first = tfsep("batch", inputs, tmp_path / "missing.wav", "-o", out, "--model", tiny_model_file, "--", *IN_PROCESS)
     assert first.returncode == 1 and "separated 2 files" in first.stdout and "2 failed" in first.stdout
+    assert first.stderr.count("\n") == 2 and "missing.wav: no such file" in first.stderr, first.stderr
     failures = [json.loads(line) for line in (out / batch.FAILURES).read_text().splitlines()]
     assert sorted(failure["path"] for failure in failures) == sorted([str(inputs / "broken.wav"),
                                                                       str(tmp_path / "missing.wav")])
@@ -118,6 +125,7 @@ def test_inputs_are_files_folders_and_globs_each_matched_once(catalog, tmp_path)
     assert [reason.split(": ")[-1] for _, reason in failures] == ["no such file", "matches no audio file"]
 
 
+@pytest.mark.slow
 def test_outputs_that_collide_are_refused_before_any_work(catalog, tiny_model_file, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
@@ -126,3 +134,28 @@ def test_outputs_that_collide_are_refused_before_any_work(catalog, tiny_model_fi
                    "--", *IN_PROCESS)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "would both be written there" in result.stderr and not (tmp_path / "out" / "a").exists()
+
+
+@pytest.mark.slow
+def test_bad_input_gets_one_line_each_and_existing_outputs_are_skipped(catalog, tiny_model_file, tmp_path):
+    refused = tfsep("batch", catalog / "a.wav", "-o", tmp_path / "out", "--model", tmp_path / "no.keras")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("no.keras: no such model file"), refused.stderr
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "out").exists()  # before the pipeline starts
+
+    empty = tfsep("batch", f"{catalog}/*.mp3", "-o", tmp_path / "out", "--model", tiny_model_file, "--", *IN_PROCESS)
+    assert empty.returncode == 1 and empty.stderr == f"tfsep: error: {catalog}/*.mp3: matches no audio file\n"
+
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "a" / "vocals.wav").write_bytes(b"an earlier output")
+    partial = tfsep("batch", catalog / "a.wav", "-o", tmp_path / "out", "--model", tiny_model_file, "--", *IN_PROCESS)
+    assert partial.returncode == 0 and "skipped 1" in partial.stdout and "0 failed" in partial.stdout
+    assert (tmp_path / "out" / "a" / "vocals.wav").read_bytes() == b"an earlier output"
+
+
+def test_a_file_that_vanishes_after_it_was_matched_is_a_dead_letter(catalog, tiny_model_file, tmp_path, monkeypatch):
+    gone = tmp_path / "gone.wav"
+    monkeypatch.setattr(batch, "match", lambda inputs: ([str(catalog / "a.wav"), str(gone)], []))
+    result = batch.run(["anything"], tmp_path / "out", model=tiny_model_file, pipeline_args=IN_PROCESS)
+    assert (result.done, result.failed) == (1, 1)
+    [line] = result.failures.read_text().splitlines()
+    assert json.loads(line) == {"path": str(gone), "reason": f"{gone}: no such file"}

@@ -164,3 +164,25 @@ def test_a_segmented_tflite_export_separates_through_its_chunk_signature(tmp_pat
     whole, chunked = model.predict(mixture[None], verbose=0), separator.separate(mixture, RATE)
     for source in model.sources:
         assert np.abs(chunked[source] - whole[source][0]).max() <= 1e-4
+
+
+def test_a_savedmodel_export_separates_as_the_keras_model_does(tiny_model, exported, rng, tmp_path):
+    mixture = rng.uniform(-0.5, 0.5, (RATE * 3, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="chunks of 2.0 s exceed this SavedModel's limit of 1 s per request"):
+        Separator.load(exported, chunk_seconds=2.0)  # the export takes at most 1 s per request
+    separator = Separator(tiny_model, chunk_seconds=1.0, overlap_seconds=0.25)
+    serving = Separator.load(exported, chunk_seconds=1.0, overlap_seconds=0.25)
+    assert (serving.model, serving.sources, serving.plan) == (None, separator.sources, separator.plan)
+    expected, separated = separator.separate(mixture, RATE), serving.separate(mixture, RATE)
+    for source in separator.sources:
+        assert np.abs(separated[source] - expected[source]).max() <= 1e-5
+    with pytest.raises(ValueError, match="export it again with --wiener 2"):
+        Separator.load(exported, wiener_iterations=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: not a tfsep SavedModel export"):
+        Separator.load(tmp_path / "empty")
+    segmented = tmp_path / "segmented" / "assets.extra"
+    segmented.mkdir(parents=True)
+    (segmented / "tfsep.json").write_text('{"sources": ["vocals"], "segment_frames": 64}')
+    with pytest.raises(ValueError, match="cuts its frames into segments, which the SavedModel cannot chunk"):
+        Separator.load(tmp_path / "segmented")

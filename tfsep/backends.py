@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsep import audio, files, quiet
-from tfsep.models import chunk_model, describe, reconfigure, tflite_metadata
+from tfsep.models import chunk_model, describe, load_model, reconfigure, tflite_metadata
 
 
 class Backend:
@@ -30,8 +30,6 @@ class Backend:
 
 def load(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
     """The backend for a model file: `.tflite` (LiteRT), a SavedModel folder (`tfsep export`), else `.keras`."""
-    from tfsep.models import load_model
-
     path = Path(path)
     if path.suffix.lower() == ".tflite":
         return LiteRTBackend(path, threads, wiener_iterations, griffin_lim_iterations)

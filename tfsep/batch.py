@@ -305,20 +305,16 @@ class BatchResult:
 
 
 def _plan(paths, sources, settings):
-    """(to do, skipped, failures) for the matched `paths`, refusing colliding outputs before any work."""
+    """(to do, skipped) for the matched `paths`, refusing colliding outputs before any work. Inputs with outputs
+    already there are skipped unless `overwrite`: stems are committed as a set, so they come from a finished run."""
     outputs = {path: output_paths(sources, path, settings.outdir, settings.template, settings.residual)
                for path in paths}
     check_outputs(outputs)
-    todo, skipped, failures = [], [], []
+    todo, skipped = [], []
     for path, targets in outputs.items():
-        present = [target for target in targets.values() if target.exists()]
-        if present and len(present) == len(targets) and not settings.overwrite:
-            skipped.append(path)
-        elif present and not settings.overwrite:
-            failures.append((path, f"{present[0]}: already exists (use --overwrite to replace it)"))
-        else:
-            todo.append(path)
-    return todo, skipped, failures
+        done = not settings.overwrite and any(target.exists() for target in targets.values())
+        (skipped if done else todo).append(path)
+    return todo, skipped
 
 
 def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residual=False, overwrite=False,
@@ -340,8 +336,7 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
     del check
     Path(outdir).mkdir(parents=True, exist_ok=True)
     paths, failures = match(inputs)
-    todo, skipped, refused = _plan(paths, settings.description["sources"], settings)
-    failures += refused
+    todo, skipped = _plan(paths, settings.description["sources"], settings)
     scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=outdir)
     handler = KeyedModelHandler(SeparationModelHandler(spec, threads, wiener_iterations, griffin_lim_iterations,
                                                        batch_size))
@@ -353,7 +348,7 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
                        | "store chunks" >> beam.ParDo(StoreChunk(scratch)) | "per file" >> beam.GroupByKey()
                        | "write stems" >> beam.ParDo(WriteStems(settings, scratch)).with_outputs("failed",
                                                                                                  main="written"))
-            ((cut.failed, written.failed, pipeline | "refused" >> beam.Create(failures)) | beam.Flatten()
+            ((cut.failed, written.failed, pipeline | "unmatched" >> beam.Create(failures)) | beam.Flatten()
              | "one per file" >> beam.CombinePerKey(min) | "as json" >> beam.Map(_dead_letter)
              | "dead letters" >> beam.io.WriteToText(str(Path(outdir) / FAILURES), shard_name_template=""))
         result = pipeline.result

@@ -4,6 +4,7 @@ Errors reach the user as one line on stderr and a non-zero exit; `--debug` shows
 """
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -105,6 +106,8 @@ def run_batch(args):
     result = batch.run(args.inputs, args.output, args.model, args.template, args.bits, args.residual, args.overwrite,
                        args.chunk, args.overlap, args.wiener, args.griffin_lim, args.batch_size,
                        pipeline_args=args.pipeline_args)
+    for line in result.failures.read_text().splitlines() if result.failures else []:
+        print(f"tfsep: error: {json.loads(line)['reason']}", file=sys.stderr)
     print(f"separated {result.done} files ({result.audio_seconds:.1f} s of audio) in "
           f"{time.perf_counter() - start:.1f} s into {args.output}; skipped {result.skipped} whose stems were there; "
           f"{result.failed} failed" + (f" (listed in {result.failures})" if result.failures else ""))
@@ -434,7 +437,7 @@ def main(argv=None):
             return _stopped(_stopped_by[0])
         if args.debug:
             raise
-        print(f"tfsep: error: {error}", file=sys.stderr)
+        print(f"tfsep: error: {error or type(error).__name__}", file=sys.stderr)
         return 1
 
 

@@ -131,6 +131,10 @@ class Separator:
         self.sources, self.sample_rate = tuple(self.description["sources"]), self.description["sample_rate"]
         self.channels = self.description["channels"]
         self.plan = chunking.chunk_plan(self.description, chunk_seconds, overlap_seconds)
+        limit = self.description.get("max_samples")  # a SavedModel's limit per request
+        if limit and self.plan.chunk > limit:
+            raise ValueError(f"chunks of {chunk_seconds} s exceed this SavedModel's limit of "
+                             f"{limit / self.sample_rate:g} s per request; choose a shorter chunk")
 
     @classmethod
     def load(cls, path=None, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
