@@ -41,7 +41,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from tfsep import audio, backends
 from tfsep.audio import AudioError
-from tfsep.outputs import DEFAULT_TEMPLATE, RESIDUAL, SeparationError, check_outputs, output_paths
+from tfsep.outputs import DEFAULT_TEMPLATE, SeparationError, check_outputs, output_paths
 from tfsep.separate import Separator, model_path
 
 NAMESPACE = "tfsep"
@@ -53,9 +53,9 @@ FILE_ERRORS = (AudioError, SeparationError, OSError, ValueError)
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What every stage needs: the model and its description, and `tfsep separate`'s options."""
+    """What the cutting and writing stages need: the model's description (`models.describe`) and `tfsep
+    separate`'s output and chunk options."""
 
-    model: str
     description: dict
     outdir: str
     template: str = DEFAULT_TEMPLATE
@@ -64,9 +64,6 @@ class Settings:
     overwrite: bool = False
     chunk_seconds: float = 7.0
     overlap_seconds: float | None = None
-    wiener_iterations: int | None = None
-    griffin_lim_iterations: int | None = None
-    threads: int = 2
 
 
 class Recorder(backends.Backend):
@@ -328,12 +325,9 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
     """
     spec = str(model_path(model))
     check = Separator.load(spec, chunk_seconds, overlap_seconds, wiener_iterations, griffin_lim_iterations, threads)
-    if residual and RESIDUAL in check.sources:
-        output_paths(check.sources, "x", outdir, template, residual)  # raises the residual clash
-    settings = Settings(spec, check.description, str(outdir), template, None if bits is None else str(bits),
-                        residual, overwrite, chunk_seconds, overlap_seconds, wiener_iterations,
-                        griffin_lim_iterations, threads)
-    del check
+    settings = Settings(check.description, str(outdir), template, None if bits is None else str(bits), residual,
+                        overwrite, chunk_seconds, overlap_seconds)
+    del check  # the workers load their own copy
     Path(outdir).mkdir(parents=True, exist_ok=True)
     paths, failures = match(inputs)
     todo, skipped = _plan(paths, settings.description["sources"], settings)
