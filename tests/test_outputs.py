@@ -97,7 +97,7 @@ def test_a_residual_that_clashes_with_a_model_source_is_refused(tmp_path):
 
 def test_a_run_that_finds_its_outputs_written_meanwhile_leaves_them(separator, song, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    stream = Separator._stream
+    stream = Separator.stream
 
     def racing(self, *args):
         for block in stream(self, *args):
@@ -105,7 +105,7 @@ def test_a_run_that_finds_its_outputs_written_meanwhile_leaves_them(separator, s
         (out / "song").mkdir(parents=True, exist_ok=True)
         (out / "song" / "drums.wav").write_bytes(b"the other run's drums")
 
-    monkeypatch.setattr(Separator, "_stream", racing)
+    monkeypatch.setattr(Separator, "stream", racing)
     with pytest.raises(SeparationError, match="drums.wav: already exists .*another run wrote it meanwhile"):
         separator.separate_file(song, out)
     assert contents(out / "song") == {"drums.wav": b"the other run's drums"}

@@ -129,7 +129,7 @@ class CutChunks(beam.DoFn):
         try:
             with local_copy(path) as local:
                 found, blocks = audio.blocks(local)
-                for _ in separator._stream(blocks, found.sample_rate, found.channels, self.settings.residual,
+                for _ in separator.stream(blocks, found.sample_rate, found.channels, self.settings.residual,
                                            str(path)):
                     for batch in recorder.batches:
                         yield (path, index), batch

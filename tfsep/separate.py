@@ -170,9 +170,11 @@ class Separator:
                         stems[k, :, column] = estimate[g, :, i]
         return stems
 
-    def _stream(self, blocks, rate, channels, residual, name):
-        """Stem blocks (stems, n, channels) at `rate` for mixture blocks at `rate`; the last one pads or crops
-        the total to the mixture's length. With `residual`, the last stem is the mixture minus the others."""
+    def stream(self, blocks, rate, channels, residual, name):
+        """Stem blocks (stems, n, channels) at `rate` for mixture blocks (n, channels) at `rate`, as they become
+        final; the last one pads or crops the total to the mixture's length. With `residual`, the last stem is the
+        mixture minus the others. `name` names the mixture in errors. `separate`, `separate_file` and
+        `tfsep batch` all go through here."""
         counted = _Counted(blocks, name)
         at_model_rate = _resampled(counted, rate, self.sample_rate, channels)
         recorded = []  # with a residual: the mixture at the model's rate that no stem block has matched yet
@@ -214,7 +216,7 @@ class Separator:
         if mixture.ndim != 2 or not mixture.size:
             raise ValueError(f"mixture must be (samples, channels) with samples and channels >= 1, got {mixture.shape}")
         blocks = (mixture[start:start + BLOCK_SAMPLES] for start in range(0, len(mixture), BLOCK_SAMPLES))
-        stems = np.concatenate(list(self._stream(blocks, sample_rate, mixture.shape[1], residual, "mixture")), 1)
+        stems = np.concatenate(list(self.stream(blocks, sample_rate, mixture.shape[1], residual, "mixture")), 1)
         names = list(self.sources) + [RESIDUAL] * residual
         return dict(zip(names, stems))
 
@@ -241,7 +243,7 @@ class Separator:
         bar = tqdm(total=found.samples, unit="sample", unit_scale=True, desc=path.name, leave=False,
                    disable=not progress)
         with StemWriter(targets, found.sample_rate, found.channels, stem_subtype) as writer, bar:
-            for stems in self._stream(blocks, found.sample_rate, found.channels, residual, str(path)):
+            for stems in self.stream(blocks, found.sample_rate, found.channels, residual, str(path)):
                 writer.write(stems)
                 bar.update(stems.shape[1])
             if writer.samples == 0:
