@@ -67,14 +67,17 @@ class Settings:
 
 
 class Recorder(backends.Backend):
-    """A backend that keeps every batch it is given (`batches`) and returns silence of the same shape."""
+    """A backend that keeps every batch it is given (`batches`) and returns silence of the same shape (one
+    read-only array for every source: the Separator only reads it)."""
 
     def __init__(self, description):
         self.description, self.batches = description, []
 
     def __call__(self, batch):
-        self.batches.append(np.array(batch, np.float32))
-        return {source: np.zeros_like(self.batches[-1]) for source in self.description["sources"]}
+        self.batches.append(np.asarray(batch, np.float32))
+        silence = np.zeros_like(self.batches[-1])
+        silence.flags.writeable = False
+        return dict.fromkeys(self.description["sources"], silence)
 
 
 class Replayer(backends.Backend):
@@ -129,8 +132,8 @@ class CutChunks(beam.DoFn):
         try:
             with local_copy(path) as local:
                 found, blocks = audio.blocks(local)
-                for _ in separator.stream(blocks, found.sample_rate, found.channels, self.settings.residual,
-                                           str(path)):
+                # The residual changes no chunk the model sees, so the recording leaves it out.
+                for _ in separator.stream(blocks, found.sample_rate, found.channels, False, str(path)):
                     for batch in recorder.batches:
                         yield (path, index), batch
                         index += 1
@@ -151,13 +154,13 @@ class SeparationModelHandler(ModelHandler):
     """
 
     def __init__(self, model, threads=2, wiener_iterations=None, griffin_lim_iterations=None, max_batch_size=4):
+        """`model`: the model file or folder's path (pretrained names are resolved by the launcher)."""
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size)
         self.model, self.threads = model, threads
         self.wiener_iterations, self.griffin_lim_iterations = wiener_iterations, griffin_lim_iterations
 
     def load_model(self):
-        return backends.load(model_path(self.model), self.threads, self.wiener_iterations,
-                             self.griffin_lim_iterations)
+        return backends.load(self.model, self.threads, self.wiener_iterations, self.griffin_lim_iterations)
 
     def run_inference(self, batch, model, inference_args=None):
         results = [None] * len(batch)

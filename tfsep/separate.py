@@ -1,6 +1,6 @@
 """Separator: a separation model applied to arrays and files of any length, in chunks.
 
-The model runs in a backend (`backends`: Keras, or LiteRT for a `.tflite` export) on the
+The model runs in a backend (`backends`: Keras, a SavedModel export, or LiteRT for a `.tflite` file) on the
 chunks of `chunking`'s plan, so memory depends on the chunk length, never on the file's.
 
 Channels: the model takes `channels` (2) at a time. A mono file is given to the model as
