@@ -6,6 +6,7 @@ import scipy.signal
 import tensorflow as tf
 
 from tfsep.layers import (
+    INVERSE_FFTS,
     STFT,
     ExtendMasks,
     GriffinLim,
@@ -88,20 +89,23 @@ def test_unit_masks_reconstruct_exactly(samples, channels, rng):
     assert np.abs(restored - waveform).max() <= 1e-5
 
 
+@pytest.mark.parametrize("inverse_fft", INVERSE_FFTS)
 @pytest.mark.parametrize("samples", [1, 100, 1023, 1024, 5000])
-def test_pad_end_framing_is_tf_signal_stft_after_n_fft_zeros(samples, rng):
+def test_pad_end_framing_is_tf_signal_stft_after_n_fft_zeros(samples, inverse_fft, rng):
     waveform = rng.standard_normal((1, samples, 2)).astype(np.float32)
     spectrum = as_complex(STFT(256, 64, framing="pad_end")(waveform))
     led = np.concatenate([np.zeros((256, 2), np.float32), waveform[0]]).T
     reference = tf.signal.stft(led, 256, 64, window_fn=tf.signal.hann_window, pad_end=True).numpy()
     assert spectrum.shape[1] == num_frames(samples, 64, 256, "pad_end") == reference.shape[1]
     np.testing.assert_allclose(spectrum[0], reference.transpose(1, 2, 0), atol=2e-5)
-    restored = InverseSTFT(256, 64, framing="pad_end")([STFT(256, 64, framing="pad_end")(waveform), waveform])
+    inverse = InverseSTFT(256, 64, framing="pad_end", inverse_fft=inverse_fft)
+    restored = inverse([STFT(256, 64, framing="pad_end")(waveform), waveform])
     assert np.abs(restored.numpy() - waveform).max() <= 1e-5
 
 
+@pytest.mark.parametrize("inverse_fft", INVERSE_FFTS)
 @pytest.mark.parametrize("framing", ["center", "pad_end"])
-def test_valid_chunks_on_the_frame_grid_sum_to_the_whole_inverse(framing, rng):
+def test_valid_chunks_on_the_frame_grid_sum_to_the_whole_inverse(framing, inverse_fft, rng):
     n_fft, hop, samples = 256, 64, 3000
     signal = rng.standard_normal(samples).astype(np.float32)
     pad = {"center": 128, "pad_end": 256}[framing]
@@ -114,8 +118,8 @@ def test_valid_chunks_on_the_frame_grid_sum_to_the_whole_inverse(framing, rng):
         chunk = padded[first * hop:first * hop + (count - 1) * hop + n_fft][None, :, None]
         spectrum = STFT(n_fft, hop, framing="valid")(chunk)
         assert spectrum.shape[1] == count
-        summed[first * hop:first * hop + chunk.shape[1]] += InverseSTFT(n_fft, hop, framing="valid")(
-            [spectrum, chunk]).numpy()[0, :, 0]
+        inverse = InverseSTFT(n_fft, hop, framing="valid", inverse_fft=inverse_fft)
+        summed[first * hop:first * hop + chunk.shape[1]] += inverse([spectrum, chunk]).numpy()[0, :, 0]
     middle = slice(pad + n_fft, pad + samples - n_fft)  # where every frame of the grid is present
     assert np.abs(summed[middle] - signal[n_fft:samples - n_fft]).max() <= 1e-5
 
@@ -283,6 +287,32 @@ def numpy_istft(spectrum, n_fft, hop, samples):
         signal[t * hop: t * hop + n_fft] += np.fft.irfft(spectrum[t], n_fft) * window
         weight[t * hop: t * hop + n_fft] += window**2
     return (signal / np.maximum(weight, 1e-12))[n_fft // 2: n_fft // 2 + samples]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("inverse_fft", INVERSE_FFTS)
+@pytest.mark.parametrize("samples", [1, 700, 2000])
+def test_inverse_stft_of_any_spectrum_matches_numpy(samples, inverse_fft, rng):
+    n_fft, hop = 256, 64
+    frames = num_frames(samples, hop)
+    spectrum = rng.normal(size=(frames, n_fft // 2 + 1, 2, 3)) + 1j * rng.normal(size=(frames, n_fft // 2 + 1, 2, 3))
+    packed = np.stack([spectrum.real, spectrum.imag], -1)[None].astype(np.float32)  # Im ≠ 0 at DC and Nyquist too
+    reference_input = np.zeros((1, samples, 2), np.float32)
+    signal = InverseSTFT(n_fft, hop, inverse_fft=inverse_fft)([packed, reference_input]).numpy()[0]
+    assert signal.shape == (samples, 2, 3)
+    for channel in range(2):
+        for source in range(3):
+            expected = numpy_istft(spectrum[:, :, channel, source], n_fft, hop, samples)
+            np.testing.assert_allclose(signal[:, channel, source], expected, atol=1e-5)
+
+
+def test_inverse_fft_form_is_checked_and_kept_in_the_config():
+    layer = InverseSTFT(256, 64, inverse_fft="builtin")
+    assert InverseSTFT.from_config(layer.get_config()).inverse_fft == "builtin"
+    griffin_lim = GriffinLim.from_config(GriffinLim(256, 64, inverse_fft="builtin").get_config())
+    assert griffin_lim._istft.inverse_fft == "builtin"
+    with pytest.raises(ValueError, match="inverse_fft must be one of"):
+        InverseSTFT(256, 64, inverse_fft="fast")
 
 
 def numpy_griffin_lim(spectrum, n_fft, hop, samples, iterations):

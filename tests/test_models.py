@@ -161,6 +161,19 @@ def test_griffin_lim_is_a_weightless_option_and_summed_chunks_refuse_it(rng):
         chunk_model(refined)
 
 
+def test_inverse_fft_forms_give_the_same_stems_and_old_configs_take_the_signal_form(rng):
+    model = build_model("bandconv", **TINY)
+    builtin = reconfigure(model, inverse_fft="builtin")
+    assert builtin.get_layer("istft").inverse_fft == "builtin" and model.get_layer("istft").inverse_fft == "signal"
+    mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
+    for form in (model, builtin):  # the summed-chunk form keeps the model's inverse FFT
+        assert chunk_model(form).get_layer("istft_valid").inverse_fft == form.get_layer("istft").inverse_fft
+    plain, rebuilt = model(mixture), builtin(mixture)
+    assert max(np.abs(plain[k].numpy() - rebuilt[k].numpy()).max() for k in plain) <= 1e-6
+    saved_before_the_option = {key: value for key, value in model.get_config().items() if key != "inverse_fft"}
+    assert SeparationModel.from_config(saved_before_the_option).get_layer("istft").inverse_fft == "signal"
+
+
 RELOAD_SCRIPT = """
 import sys, numpy as np, tfsep
 mixture = np.load(sys.argv[1])

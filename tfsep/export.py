@@ -169,16 +169,17 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
     (dynamic-range quantisation: int8 weights, float activations). Without `block_seconds`
     the file separates whole clips of any length; with it, it is `streaming_model`'s
-    block-by-block form (block and latency in its metadata). umx's LSTMs become
-    `FusedLSTM`s, with the same weights. A whole-clip file of a model that cuts its frames
-    into segments also holds a `chunk` signature, the model's `valid` form
-    (`models.chunk_model`), through which `Separator` sums chunks exactly; the two
-    signatures share each weight buffer. The file is written atomically.
+    block-by-block form (block and latency in its metadata). The inverse STFT takes its
+    builtin-op form, and umx's LSTMs become `FusedLSTM`s, with the same weights. A whole-clip
+    file of a model that cuts its frames into segments also holds a `chunk` signature, the
+    model's `valid` form (`models.chunk_model`), through which `Separator` sums chunks
+    exactly; the two signatures share each weight buffer. The file is written atomically.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     config = model.get_config()
-    changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations}
+    changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations,
+               "inverse_fft": "builtin"}
     if config["architecture"] == "umx":
         changes["network"] = {**config["network"], "lstm": "fused"}
     model = reconfigure(model, **changes)

@@ -26,6 +26,7 @@ WINDOWS = ("hann", "hamming", "blackman")
 FRAMINGS = ("center", "pad_end", "valid")
 MASK_ACTIVATIONS = ("sigmoid", "softmax")
 MASK_EXTENSIONS = ("average", "edge", "zeros")
+INVERSE_FFTS = ("signal", "builtin")
 
 
 def window_array(window, n_fft):
@@ -218,15 +219,40 @@ class InverseSTFT(_FourierLayer):
     leaves the first and last n_fft − hop samples partial: summed where chunks that start a
     whole number of hops apart overlap, such outputs give the inverse of the whole signal.
 
+    The inverse FFT and overlap-add are TensorFlow's (`inverse_fft="signal"`:
+    `tf.signal.irfft` and `tf.signal.overlap_and_add`, the fast form in TensorFlow), or built
+    from TFLite builtin ops (`"builtin"`: `irfft` from one forward FFT and `overlap_add`),
+    the form that converts to TFLite without select ops. Both compute the same inverse.
+
     Args:
         n_fft: FFT length, a power of two.
         hop: samples between frames, 1 to n_fft // 2.
         window: the analysis window of the `STFT` it inverts, one of WINDOWS.
         framing: one of FRAMINGS, that of the `STFT`.
+        inverse_fft: one of INVERSE_FFTS, as above.
 
     Inputs: [spectrum (batch, frames, bins, *dims, 2), reference (batch, samples, ...)], where
     only the reference's length is used. Output: (batch, samples, *dims).
     """
+
+    def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", inverse_fft="signal", **kwargs):
+        super().__init__(n_fft, hop, window, framing, **kwargs)
+        if inverse_fft not in INVERSE_FFTS:
+            raise ValueError(f"inverse_fft must be one of {INVERSE_FFTS}, got {inverse_fft!r}")
+        self.inverse_fft = inverse_fft
+
+    def _overlap_added(self, flat):
+        """Windowed overlap-add of the frames' inverse FFTs.
+
+        flat (batch, frames, bins, dims, 2) -> (batch, dims, length), length = (frames − 1)·hop + n_fft.
+        """
+        if self.inverse_fft == "signal":
+            spectra = tf.transpose(tf.complex(flat[..., 0], flat[..., 1]), [0, 3, 1, 2])  # (batch, dims, frames, bins)
+            frame_signals = tf.signal.irfft(spectra, fft_length=[self.n_fft])
+            return tf.signal.overlap_and_add(frame_signals * self._window, self.hop)
+        flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
+        frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
+        return overlap_add(frame_signals * self._window, self.hop)
 
     def call(self, inputs):
         spectrum, reference = inputs
@@ -235,10 +261,7 @@ class InverseSTFT(_FourierLayer):
         shape = tf.shape(spectrum)
         frames = shape[1]
         dims = shape[3:-1]
-        flat = tf.reshape(spectrum, tf.concat([shape[:3], [-1, 2]], axis=0))
-        flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
-        frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
-        signal = overlap_add(frame_signals * self._window, self.hop)  # (batch, dims, (frames − 1)·hop + n_fft)
+        signal = self._overlap_added(tf.reshape(spectrum, tf.concat([shape[:3], [-1, 2]], axis=0)))
         if self.framing == "valid":
             signal = tf.pad(signal, [[0, 0], [0, 0], [0, tf.maximum(0, samples - tf.shape(signal)[2])]])
             window_sum = tf.tile(steady_window_sum(self._window, self.hop), [samples // self.hop + 1])
@@ -252,6 +275,9 @@ class InverseSTFT(_FourierLayer):
     def compute_output_shape(self, input_shape):
         spectrum_shape, reference_shape = input_shape
         return (spectrum_shape[0], reference_shape[1], *spectrum_shape[3:-1])
+
+    def get_config(self):
+        return {**super().get_config(), "inverse_fft": self.inverse_fft}
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
@@ -544,12 +570,14 @@ class GriffinLim(_FourierLayer):
         window: the analysis window, one of WINDOWS.
         framing: one of FRAMINGS, as `STFT`'s (not `valid`).
         iterations: Griffin-Lim iterations, 0 to MAX_ITERATIONS.
+        inverse_fft: the `InverseSTFT` form, one of INVERSE_FFTS.
 
     Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), mixture (batch, samples, channels)].
     Output: stem spectra, same shape.
     """
 
-    def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", iterations=0, **kwargs):
+    def __init__(self, n_fft=4096, hop=1024, window="hann", framing="center", iterations=0, inverse_fft="signal",
+                 **kwargs):
         super().__init__(n_fft, hop, window, framing, **kwargs)
         if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
             raise ValueError(f"Griffin-Lim iterations must be an integer from 0 to {MAX_ITERATIONS}, "
@@ -558,7 +586,7 @@ class GriffinLim(_FourierLayer):
             raise ValueError("Griffin-Lim needs whole signals: framing 'center' or 'pad_end', not 'valid'")
         self.iterations = iterations
         self._stft = STFT(n_fft, hop, window, framing)
-        self._istft = InverseSTFT(n_fft, hop, window, framing)
+        self._istft = InverseSTFT(n_fft, hop, window, framing, inverse_fft)
 
     def build(self, input_shape):
         self._stft.built = self._istft.built = True  # weightless
@@ -584,7 +612,7 @@ class GriffinLim(_FourierLayer):
         return tuple(input_shape[0])
 
     def get_config(self):
-        return {**super().get_config(), "iterations": self.iterations}
+        return {**super().get_config(), "iterations": self.iterations, "inverse_fft": self._istft.inverse_fft}
 
 
 RELATIVE_LOAD = 1e-4  # diagonal loading of the mixture covariance, relative to its mean eigenvalue

@@ -82,6 +82,9 @@ class SeparationModel(keras.Model):
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
         griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
             phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
+        inverse_fft: how the inverse STFT is computed, `signal` (tf.signal's, the fast form in
+            TensorFlow) or `builtin` (from TFLite builtin ops, the form TFLite exports take);
+            the same inverse either way (`layers.InverseSTFT`).
         size: network size preset, `tiny`, `small` or `base`.
         network: network options that override the preset, e.g. {"hidden": 256} for umx.
     """
@@ -102,6 +105,7 @@ class SeparationModel(keras.Model):
         mask_extension="average",
         wiener_iterations=0,
         griffin_lim_iterations=0,
+        inverse_fft="signal",
         size="base",
         network=None,
         name="tfsep",
@@ -122,9 +126,9 @@ class SeparationModel(keras.Model):
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
         stem_spectra = ApplyMasks(name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
-        stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, name="griffin_lim")(
-            [stem_spectra, mixture])
-        stems = InverseSTFT(n_fft, hop, window, framing, name="istft")([stem_spectra, mixture])
+        stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, inverse_fft,
+                                  name="griffin_lim")([stem_spectra, mixture])
+        stems = InverseSTFT(n_fft, hop, window, framing, inverse_fft, name="istft")([stem_spectra, mixture])
         outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))
         super().__init__(inputs=mixture, outputs=outputs, name=name)
 
@@ -143,6 +147,7 @@ class SeparationModel(keras.Model):
             "mask_extension": mask_extension,
             "wiener_iterations": wiener_iterations,
             "griffin_lim_iterations": griffin_lim_iterations,
+            "inverse_fft": inverse_fft,
             "size": size,
             "network": dict(network or {}),
         }
@@ -232,7 +237,7 @@ def chunk_model(model):
     core = keras.Model(model.get_layer("stft").output, model.get_layer("wiener").output, name=f"{model.name}_core")
     waveform = keras.Input(shape=(None, config["channels"]), name="waveform")
     stem_spectra = core(STFT(*stft, name="stft_valid")(waveform))
-    stems = InverseSTFT(*stft, name="istft_valid")([stem_spectra, waveform])
+    stems = InverseSTFT(*stft, config["inverse_fft"], name="istft_valid")([stem_spectra, waveform])
     outputs = dict(zip(model.sources, SplitSources(len(model.sources), name="split_sources")(stems)))
     return keras.Model(waveform, outputs, name=f"{model.name}_chunks")
 
