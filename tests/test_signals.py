@@ -34,11 +34,6 @@ def stop(command, ready, number, cwd):
     return process.returncode, stderr.strip()
 
 
-def epochs_logged(run):
-    history = run / "history.csv"
-    return len(history.read_text().splitlines()) - 1 if history.is_file() else 0
-
-
 def temporaries(folder):
     return [path for path in folder.rglob("*") if ".part" in path.name]
 
@@ -48,10 +43,10 @@ def temporaries(folder):
 def test_training_stops_cleanly_leaving_its_backup_to_resume_from(number, rendered, tmp_path):
     run = tmp_path / "run"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 200})))
-    code, stderr = stop(["train", "--config", "config.yaml"], lambda: epochs_logged(run) >= 1, number,
-                        tmp_path)
+    backup = run / "backup" / "training_metadata.json"  # written after the epoch's history row: wait for it
+    code, stderr = stop(["train", "--config", "config.yaml"], backup.is_file, number, tmp_path)
     assert (code, stderr) == (128 + number, f"tfsep: stopped by {signal.Signals(number).name}")
-    assert not temporaries(run) and (run / "backup" / "training_metadata.json").is_file()
+    assert not temporaries(run) and backup.is_file()
 
 
 def test_evaluate_stops_cleanly(rendered, tmp_path):

@@ -49,6 +49,33 @@ def test_waveform_losses_alone_train_too(rendered, tmp_path):
     assert np.isfinite(history.history["loss"]).all()
 
 
+def test_micro_batches_make_the_whole_batch_step():
+    """Slices run one after the other give Keras's own whole-batch step: same weights, loss and metrics."""
+    from tfsep._keras import keras
+
+    config = configuration.load_config(None, ["model.size=tiny", "model.n_fft=256", "model.hop=64",
+                                              "data.sample_rate=8000", "data.batch_size=8"])
+    rng = np.random.default_rng(0)
+    stems = {source: rng.normal(0, 0.1, (8, 4000, 2)).astype(np.float32) for source in config.data.sources}
+    stems["bass"][:2] = 0  # silent references, which the SDR metric leaves out of its mean
+    mixture, targets = sum(stems.values()), training.training_targets(stems, True)
+    steps = {}
+    for micro_batches in (1, 4):
+        keras.utils.set_random_seed(0)
+        model = training.build_separation_model(config)
+        trainer = training.training_model(model, True, micro_batches)
+        training.compile_model(trainer, config)
+        logs = [trainer.train_on_batch(mixture, targets, return_dict=True) for _ in range(2)]
+        steps[micro_batches] = logs, model.get_weights()
+    (whole_logs, whole), (sliced_logs, sliced) = steps[1], steps[4]
+    assert len(whole) > 10 and any(np.abs(w).max() > 0 for w in whole)
+    for expected, weights in zip(whole, sliced):
+        np.testing.assert_allclose(weights, expected, atol=1e-6)
+    for expected, logs in zip(whole_logs, sliced_logs):
+        assert set(logs) == set(expected)
+        np.testing.assert_allclose([logs[key] for key in expected], list(expected.values()), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.smoke
 @pytest.mark.parametrize(
     "overrides, message",
@@ -62,6 +89,7 @@ def test_waveform_losses_alone_train_too(rendered, tmp_path):
         (["data.gain=[2, 1]"], r"'data.gain' must be \[low, high\]"),
         (["loss.magnitude=0"], r"at least one loss"),
         (["epochs"], r"must look like section.key=value"),
+        (["run.micro_batches=3"], r"'run.micro_batches' \(3\) must divide data.batch_size \(16\)"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_key(overrides, message):
@@ -157,7 +185,7 @@ def test_mixed_precision_training_keeps_outputs_float32(rendered, tmp_path):
     from tfsep._keras import keras
 
     config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
-                                                          "mixed_precision": "mixed_float16"},
+                                                          "mixed_precision": "mixed_float16", "micro_batches": 2},
                          schedule={"epochs": 1, "normalization_batches": 1})
     history = training.train(config)
     assert np.isfinite(history.history["loss"]).all()
@@ -184,7 +212,8 @@ print(json.dumps({"replicas": history.model.distribute_strategy.num_replicas_in_
 @pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(rendered, tmp_path):
     config = tiny_config(rendered, tmp_path / "run", run={"output": str(tmp_path / "run"), "verbose": 0,
-                                                          "distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+                                                          "distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"],
+                                                          "micro_batches": 2})  # 2 slices of 2 per replica
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)], capture_output=True,
                             text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -87,6 +87,7 @@ class RunConfig:
     output: str = "runs/default"
     mixed_precision: str | None = None  # mixed_float16 or mixed_bfloat16
     jit_compile: bool = False
+    micro_batches: int = 1  # slices of each batch run one after the other, their gradients summed (train.Trainer)
     distribute: str = "none"  # none, mirrored or multiworker (TF_CONFIG)
     devices: list[str] | None = None  # for mirrored; None: every GPU
     tensorboard_every: int = 5  # epochs between spectrogram images and audio clips
@@ -145,6 +146,7 @@ RANGES = {  # every numeric key (tests check that none is missing); None, where 
     "schedule.lr_patience": AT_LEAST_ONE,
     "schedule.lr_factor": _range("between 0 and 1", lambda value: 0 < value < 1),
     "schedule.normalization_batches": AT_LEAST_ONE,
+    "run.micro_batches": AT_LEAST_ONE,
     "run.tensorboard_every": AT_LEAST_ONE,
     "run.verbose": _range("0, 1 or 2", lambda value: value in (0, 1, 2)),
     "run.seed": NOT_NEGATIVE,
@@ -267,6 +269,9 @@ def _check_combinations(config):
     if config.data.cache_dir is not None and config.data.format == "musdb":
         raise ConfigError("config key 'data.cache_dir' applies to data.format folder only (the musdb package "
                           "decodes .stem.mp4 tracks itself)")
+    if config.data.batch_size % config.run.micro_batches:
+        raise ConfigError(f"config key 'run.micro_batches' ({config.run.micro_batches}) must divide data.batch_size "
+                          f"({config.data.batch_size})")
     if config.model.hop > config.model.n_fft:
         raise ConfigError(f"config key 'model.hop' ({config.model.hop}) must not exceed model.n_fft "
                           f"({config.model.n_fft})")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import yaml
+from keras.src.losses.loss import unscale_loss_for_distribution  # as Keras's own train_step
 
 from tfsep import data, pretrained
 from tfsep._keras import keras
@@ -105,13 +106,60 @@ def build_separation_model(config):
     )
 
 
-def training_model(model, magnitudes):
-    """`model` with, if `magnitudes`, one more output per source: its masked magnitude `<source>_magnitude`."""
+class Trainer(keras.Model):
+    """A functional model whose training step can run each batch as `micro_batches` equal slices.
+
+    With micro_batches = k > 1, `train_step` runs forward and backward on one slice of
+    batch / k examples after the other (a `tf.while_loop` of one iteration at a time), sums
+    their gradients and applies their mean once. Losses and metrics are means over
+    examples, so the update, the loss and the metrics are the whole batch's, while only one
+    slice's activations are alive at a time: memory falls about k-fold. Networks with
+    batch norms (umx, unet) normalise each slice by its own statistics in training.
+    """
+
+    def __init__(self, inputs, outputs, micro_batches=1, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if micro_batches < 1:
+            raise ValueError(f"micro_batches must be >= 1, got {micro_batches}")
+        self.micro_batches = micro_batches
+
+    def train_step(self, data):
+        if self.micro_batches == 1:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        batch = tf.shape(x)[0]
+        size = batch // self.micro_batches
+        tf.debugging.assert_equal(size * self.micro_batches, batch, message=(
+            f"a training batch (per replica) must split into micro_batches = {self.micro_batches} equal slices"))
+        weights = self.trainable_weights
+
+        def step(index, sums):
+            xs, ys, ws = tf.nest.map_structure(lambda t: None if t is None else t[index * size:(index + 1) * size],
+                                               (x, y, sample_weight))
+            with tf.GradientTape() as tape:
+                y_pred = self(xs, training=True)
+                loss = self._compute_loss(xs, ys, y_pred, ws, training=True)
+                self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=size)
+                scaled = self.optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            self.compute_metrics(xs, ys, y_pred, sample_weight=ws)
+            return index + 1, [total + gradient for total, gradient in zip(sums, gradients)]
+
+        zeros = [tf.zeros(weight.shape, weight.dtype) for weight in weights]
+        _, sums = tf.while_loop(lambda index, _: index < self.micro_batches, step, (tf.constant(0), zeros),
+                                parallel_iterations=1)
+        self.optimizer.apply_gradients(zip([total / self.micro_batches for total in sums], weights))
+        return self.get_metrics_result()
+
+
+def training_model(model, magnitudes, micro_batches=1):
+    """`model` with, if `magnitudes`, one more output per source: its masked magnitude `<source>_magnitude`,
+    as a `Trainer` that runs each batch as `micro_batches` slices."""
     outputs = {source: model.get_layer("split_sources").output[k] for k, source in enumerate(model.sources)}
     if magnitudes:
         split = SplitSources(len(model.sources), name="split_magnitudes")(stem_magnitudes(model))
         outputs.update({f"{source}_magnitude": split[k] for k, source in enumerate(model.sources)})
-    return keras.Model(model.input, outputs, name=f"{model.name}_training")
+    return Trainer(model.input, outputs, micro_batches, name=f"{model.name}_training")
 
 
 def best_model(output):
@@ -297,7 +345,7 @@ def _fit(config, strategy, chief, output):
             freeze_batch_norm(model)
         elif not done:
             set_input_normalization(model, training.take(config.schedule.normalization_batches))
-        trainer = training_model(model, magnitudes)
+        trainer = training_model(model, magnitudes, config.run.micro_batches)
         compile_model(trainer, config)
         if done:
             if best.is_file():

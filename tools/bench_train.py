@@ -1,13 +1,15 @@
 """Training step time and peak memory of each architecture, beside Open-Unmix's own PyTorch step.
 
     python tools/bench_train.py [--config configs/band.yaml] [--batch 16] [--seconds 6] [--steps 3]
+                                [--micro-batches 1 8]
 
 Each measurement runs in its own subprocess, one after the other in this one run, so that
 its peak resident memory (VmHWM) is its own:
 
 - tfsep: one `train_on_batch` of the compiled training model of `--config` (its losses and
   optimiser) for each architecture, on a random batch of (batch, samples, 2) mixtures and
-  four stems; the first step (tracing) is not timed; median of `--steps`.
+  four stems; the first step (tracing) is not timed; median of `--steps`. The step runs
+  the batch as the config's `run.micro_batches` slices, or as each of `--micro-batches`.
 - Open-Unmix: `tools/openunmix_train_step.py` in the environment of `tools/peers.py`
   (created on first use), the step of its `scripts/train.py` for one target. Open-Unmix
   trains one model per source, so four such steps do the work of one tfsep step.
@@ -30,19 +32,23 @@ def peak_rss_mib():
             return int(line.split()[1]) / 1024
 
 
-def measure_tfsep(config_path, architecture, batch, seconds, steps):
-    """{step_seconds, params, peak_rss_mib} of one architecture's training step, in this process."""
+def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batches=None):
+    """{step_seconds, params, peak_rss_mib, micro_batches} of one architecture's training step, in this process;
+    `micro_batches` None takes the config's."""
     import numpy as np
     import tensorflow as tf
 
     from tfsep import config as configuration
     from tfsep import train as training
 
-    config = configuration.load_config(config_path, [f"model.architecture={architecture}", "model.size=base"])
+    overrides = [f"model.architecture={architecture}", "model.size=base", f"data.batch_size={batch}"]
+    if micro_batches:
+        overrides.append(f"run.micro_batches={micro_batches}")
+    config = configuration.load_config(config_path, overrides)
     sources, samples = config.data.sources, int(seconds * config.data.sample_rate)
     model = training.build_separation_model(config)
     magnitudes = config.loss.magnitude > 0
-    trainer = training.training_model(model, magnitudes)
+    trainer = training.training_model(model, magnitudes, config.run.micro_batches)
     training.compile_model(trainer, config)
     rng = np.random.default_rng(0)
     stems = {source: tf.constant(rng.normal(0, 0.1, (batch, samples, 2)), tf.float32) for source in sources}
@@ -55,7 +61,7 @@ def measure_tfsep(config_path, architecture, batch, seconds, steps):
         if step:
             times.append(time.perf_counter() - start)
     return {"step_seconds": statistics.median(times), "params": model.count_params(), "peak_rss_mib": peak_rss_mib(),
-            "tensorflow": tf.__version__}
+            "micro_batches": config.run.micro_batches, "tensorflow": tf.__version__}
 
 
 def run_json(command):
@@ -72,10 +78,12 @@ def main():
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--architectures", nargs="+", default=["bandconv", "umx", "unet"])
+    parser.add_argument("--micro-batches", nargs="+", type=int, help="slices of each batch (default: the config's)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one architecture, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_tfsep(args.config, args.one, args.batch, args.seconds, args.steps)))
+        print(json.dumps(measure_tfsep(args.config, args.one, args.batch, args.seconds, args.steps,
+                                       (args.micro_batches or [None])[0])))
         return
 
     from peers import openunmix_python
@@ -83,8 +91,12 @@ def main():
     shape = ["--batch", str(args.batch), "--seconds", str(args.seconds), "--steps", str(args.steps)]
     results = {}
     for architecture in args.architectures:
-        results[f"tfsep `{architecture}` (4 stems)"] = run_json(
-            [sys.executable, __file__, "--one", architecture, "--config", args.config] + shape)
+        for micro_batches in args.micro_batches or [None]:
+            slices = ["--micro-batches", str(micro_batches)] if micro_batches else []
+            result = run_json([sys.executable, __file__, "--one", architecture, "--config", args.config]
+                              + shape + slices)
+            count = result["micro_batches"]
+            results[f"tfsep `{architecture}` (4 stems), {count} × {args.batch // count}"] = result
     umx = run_json([str(openunmix_python()), str(TOOLS / "openunmix_train_step.py")] + shape)
     results["Open-Unmix, one target"] = umx
     results["Open-Unmix, 4 targets (4 × one)"] = {**umx, "step_seconds": 4 * umx["step_seconds"],
