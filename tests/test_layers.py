@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfsep.layers import (
     INVERSE_FFTS,
     STFT,
+    ApplyMasks,
     ExtendMasks,
     GriffinLim,
     InverseSTFT,
@@ -65,11 +66,50 @@ def test_stft_matches_scipy(samples, hop, rng):
             np.testing.assert_allclose(spectrum[item, :, :, channel], reference, atol=2e-5)
 
 
+@pytest.mark.parametrize("bitcast", [False, True])
 @pytest.mark.parametrize("samples", [1, 2, 100, 255])
-def test_stft_of_short_signals_matches_definition(samples, rng):
+def test_stft_of_short_signals_matches_definition(samples, bitcast, rng):
     waveform = rng.standard_normal((1, samples, 1)).astype(np.float32)
-    spectrum = as_complex(STFT(256, 64)(waveform))[0, :, :, 0]
+    spectrum = as_complex(STFT(256, 64, bitcast=bitcast)(waveform))[0, :, :, 0]
     np.testing.assert_allclose(spectrum, numpy_stft(waveform[0, :, 0], 256, 64), atol=2e-5)
+
+
+def gradients(function, *inputs):
+    """d sum(function(*inputs) · weights) / d inputs, for fixed random weights of the output's shape."""
+    inputs = [tf.constant(x) for x in inputs]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        output = function(*inputs)
+        weights = tf.random.stateless_normal(tf.shape(output), seed=[1, 2])
+        total = tf.reduce_sum(output * weights)
+    return output.numpy(), [gradient.numpy() for gradient in tape.gradient(total, inputs)]
+
+
+def test_bitcast_forms_give_the_same_values_and_gradients(rng):
+    waveform = rng.standard_normal((2, 700, 2)).astype(np.float32)
+    masks = rng.uniform(0, 1, (2, 12, 129, 2, 3)).astype(np.float32)
+    for layer in ("stft", "masks", "istft"):
+        forms = {}
+        for bitcast in (False, True):
+            if layer == "stft":
+                function = STFT(256, 64, bitcast=bitcast)
+                inputs = [waveform]
+            elif layer == "masks":
+                function = lambda m, x, a=ApplyMasks(bitcast): a([m, x])  # noqa: E731
+                inputs = [masks, STFT(256, 64)(waveform).numpy()]
+            else:
+                inverse = InverseSTFT(256, 64, inverse_fft="bitcast" if bitcast else "signal")
+                function = lambda x, i=inverse: i([x, waveform])  # noqa: E731
+                inputs = [ApplyMasks()([masks, STFT(256, 64)(waveform)]).numpy()]
+            forms[bitcast] = gradients(function, *inputs)
+        (plain, plain_gradients), (viewed, viewed_gradients) = forms[False], forms[True]
+        np.testing.assert_allclose(viewed, plain, atol=1e-6, err_msg=layer)
+        for mine, reference in zip(viewed_gradients, plain_gradients):
+            assert np.abs(reference).max() > 0
+            np.testing.assert_allclose(mine, reference, atol=1e-5, err_msg=layer)
+    assert STFT.from_config(STFT(256, 64, bitcast=True).get_config()).bitcast
+    assert ApplyMasks.from_config(ApplyMasks(True).get_config()).bitcast
+    assert GriffinLim(256, 64, inverse_fft="bitcast")._stft.bitcast
 
 
 def test_stft_output_shape_is_documented():

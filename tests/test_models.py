@@ -11,7 +11,8 @@ from conftest import TINY
 
 import tfsep
 from tfsep._keras import keras
-from tfsep.models import SeparationModel, build_model, chunk_model, describe, reconfigure, spectrogram_model
+from tfsep.models import (SeparationModel, build_model, chunk_model, describe, inference_model, reconfigure,
+                          spectrogram_model)
 
 ARCHITECTURES = ["bandconv", "umx", "unet"]
 
@@ -165,11 +166,18 @@ def test_inverse_fft_forms_give_the_same_stems_and_old_configs_take_the_signal_f
     model = build_model("bandconv", **TINY)
     builtin = reconfigure(model, inverse_fft="builtin")
     assert builtin.get_layer("istft").inverse_fft == "builtin" and model.get_layer("istft").inverse_fft == "signal"
+    viewed = inference_model(model)
+    assert [viewed.get_layer(name).bitcast for name in ("stft", "apply_masks")] == [True, True]
+    assert viewed.get_layer("istft").inverse_fft == "bitcast" and inference_model(builtin) is builtin
     mixture = rng.uniform(-1, 1, (1, 3000, 2)).astype(np.float32)
-    for form in (model, builtin):  # the summed-chunk form keeps the model's inverse FFT
-        assert chunk_model(form).get_layer("istft_valid").inverse_fft == form.get_layer("istft").inverse_fft
-    plain, rebuilt = model(mixture), builtin(mixture)
-    assert max(np.abs(plain[k].numpy() - rebuilt[k].numpy()).max() for k in plain) <= 1e-6
+    for form in (model, builtin, viewed):  # the summed-chunk form keeps the model's spectral form
+        chunks = chunk_model(form)
+        assert chunks.get_layer("istft_valid").inverse_fft == form.get_layer("istft").inverse_fft
+        assert chunks.get_layer("stft_valid").bitcast == form.get_layer("stft").bitcast
+    plain = model(mixture)
+    for form in (builtin, viewed):
+        rebuilt = form(mixture)
+        assert max(np.abs(plain[k].numpy() - rebuilt[k].numpy()).max() for k in plain) <= 1e-6
     saved_before_the_option = {key: value for key, value in model.get_config().items() if key != "inverse_fft"}
     assert SeparationModel.from_config(saved_before_the_option).get_layer("istft").inverse_fft == "signal"
 

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsep import audio, files, quiet
-from tfsep.models import chunk_model, describe, load_model, reconfigure, tflite_metadata
+from tfsep.models import chunk_model, describe, inference_model, load_model, tflite_metadata
 
 
 class Backend:
@@ -49,7 +49,7 @@ def _check_fixed_iterations(path, description, wiener_iterations, griffin_lim_it
 
 
 class KerasBackend(Backend):
-    """A SeparationModel run as one traced `tf.function`.
+    """A SeparationModel run as one traced `tf.function`, in its fastest TensorFlow form (`models.inference_model`).
 
     Args:
         model: a SeparationModel.
@@ -58,8 +58,8 @@ class KerasBackend(Backend):
     """
 
     def __init__(self, model, wiener_iterations=None, griffin_lim_iterations=None):
-        self.model = reconfigure(model, wiener_iterations=wiener_iterations,
-                                 griffin_lim_iterations=griffin_lim_iterations)
+        self.model = inference_model(model, wiener_iterations=wiener_iterations,
+                                     griffin_lim_iterations=griffin_lim_iterations)
         self.description = describe(self.model)
         form = chunk_model(self.model) if self.description["segment_frames"] else self.model
         spec = tf.TensorSpec((None, None, self.description["channels"]), tf.float32)

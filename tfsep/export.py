@@ -37,7 +37,7 @@ from tfsep import files, networks, quiet
 from tfsep._keras import keras
 from tfsep._version import __version__
 from tfsep.layers import whole_hops
-from tfsep.models import TFLITE_METADATA, chunk_model, describe, reconfigure
+from tfsep.models import TFLITE_METADATA, chunk_model, describe, inference_model, reconfigure
 from tfsep.names import QUANTIZATIONS
 
 STATE = "next_state"  # the streaming form's state output; no source may take this name
@@ -95,7 +95,7 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     written beside its target and renamed into place, so an existing export is never
     half-replaced; an existing `path/<version>` is refused.
     """
-    model = reconfigure(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
+    model = inference_model(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
     hop = model.get_config()["hop"]
     chunk_samples = whole_hops(chunk_seconds, model.sample_rate, hop)
     target = Path(path) / str(int(version))

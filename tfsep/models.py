@@ -82,9 +82,11 @@ class SeparationModel(keras.Model):
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
         griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
             phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
-        inverse_fft: how the inverse STFT is computed, `signal` (tf.signal's, the fast form in
-            TensorFlow) or `builtin` (from TFLite builtin ops, the form TFLite exports take);
-            the same inverse either way (`layers.InverseSTFT`).
+        inverse_fft: the form of the spectral ops, the same values in each: `signal` (tf.signal's
+            inverse STFT, the form training and XLA take), `bitcast` (that inverse, the STFT and the
+            mask product on complex tensors read in place: the fastest in TensorFlow without XLA,
+            which `inference_model` gives) or `builtin` (the inverse STFT from TFLite builtin ops,
+            the form TFLite exports take); see `layers.InverseSTFT`.
         size: network size preset, `tiny`, `small` or `base`.
         network: network options that override the preset, e.g. {"hidden": 256} for umx.
     """
@@ -116,7 +118,8 @@ class SeparationModel(keras.Model):
         options = networks.network_options(architecture, size, network)
 
         mixture = keras.Input(shape=(None, channels), name="waveform")
-        spectrum = STFT(n_fft, hop, window, framing, name="stft")(mixture)
+        bitcast = inverse_fft == "bitcast"
+        spectrum = STFT(n_fft, hop, window, framing, bitcast, name="stft")(mixture)
         magnitude = Magnitude(name="magnitude")(spectrum)
         processed = CropBins(max_bin(sample_rate, n_fft, bandwidth), name="crop_bins")(magnitude)
         logits = networks.NETWORKS[architecture](processed, sources, sample_rate / n_fft, **options)
@@ -124,7 +127,7 @@ class SeparationModel(keras.Model):
         if ratio_mask_exponent is not None:
             masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
-        stem_spectra = ApplyMasks(name="apply_masks")([masks, spectrum])
+        stem_spectra = ApplyMasks(bitcast, name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
         stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, inverse_fft,
                                   name="griffin_lim")([stem_spectra, mixture])
@@ -236,7 +239,7 @@ def chunk_model(model):
     stft = (config["n_fft"], config["hop"], config["window"], "valid")
     core = keras.Model(model.get_layer("stft").output, model.get_layer("wiener").output, name=f"{model.name}_core")
     waveform = keras.Input(shape=(None, config["channels"]), name="waveform")
-    stem_spectra = core(STFT(*stft, name="stft_valid")(waveform))
+    stem_spectra = core(STFT(*stft, config["inverse_fft"] == "bitcast", name="stft_valid")(waveform))
     stems = InverseSTFT(*stft, config["inverse_fft"], name="istft_valid")([stem_spectra, waveform])
     outputs = dict(zip(model.sources, SplitSources(len(model.sources), name="split_sources")(stems)))
     return keras.Model(waveform, outputs, name=f"{model.name}_chunks")
@@ -255,6 +258,16 @@ def reconfigure(model, **changes):
     rebuilt = SeparationModel.from_config({**model.get_config(), **changes})
     rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def inference_model(model, **changes):
+    """`reconfigure(model, **changes)` in the spectral form that TensorFlow runs fastest without XLA (`bitcast`).
+
+    A model in the `builtin` form (as for TFLite) keeps it. Same weights, same stems.
+    """
+    if model.get_config()["inverse_fft"] == "signal":
+        changes["inverse_fft"] = "bitcast"
+    return reconfigure(model, **changes)
 
 
 def load_model(path):
