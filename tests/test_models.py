@@ -11,8 +11,15 @@ from conftest import TINY
 
 import tfsep
 from tfsep._keras import keras
-from tfsep.models import (SeparationModel, build_model, chunk_model, describe, inference_model, reconfigure,
-                          spectrogram_model)
+from tfsep.models import (
+    SeparationModel,
+    build_model,
+    chunk_model,
+    describe,
+    inference_model,
+    reconfigure,
+    spectrogram_model,
+)
 
 ARCHITECTURES = ["bandconv", "umx", "unet"]
 
