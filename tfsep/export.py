@@ -93,7 +93,8 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     rate); a longer one is refused inside the graph rather than exhausting the server's
     memory (`bandconv` base holds about 30 MB per second of stereo audio). The folder is
     written beside its target and renamed into place, so an existing export is never
-    half-replaced; an existing `path/<version>` is refused.
+    half-replaced; an existing `path/<version>` is refused. The graph takes the model's
+    `bitcast` spectral form (`models.inference_model`), TensorFlow's fastest.
     """
     model = inference_model(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
     hop = model.get_config()["hop"]
