@@ -310,12 +310,20 @@ def test_builtin_irfft_matches_numpy_for_any_spectrum(n_fft, rng):
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("length, hop", [(8, 2), (8, 3), (256, 64), (256, 100), (5, 5)])
-def test_builtin_overlap_add_matches_numpy(length, hop, rng):
+def test_overlap_add_and_its_gradient_match_numpy(length, hop, rng):
     frames = rng.normal(size=(2, 3, 7, length)).astype(np.float32)
+    upstream = rng.normal(size=(2, 3, 6 * hop + length)).astype(np.float32)
     expected = np.zeros((2, 3, 6 * hop + length), np.float32)
     for t in range(7):
         expected[..., t * hop : t * hop + length] += frames[..., t, :]
-    np.testing.assert_allclose(overlap_add(tf.constant(frames), hop).numpy(), expected, atol=1e-5)
+    framed = np.stack([upstream[..., t * hop : t * hop + length] for t in range(7)], axis=-2)  # the adjoint
+    frames = tf.constant(frames)
+    with tf.GradientTape() as tape:
+        tape.watch(frames)
+        signal = overlap_add(frames, hop)
+        total = tf.reduce_sum(signal * upstream)
+    np.testing.assert_allclose(signal.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(total, frames).numpy(), framed, atol=1e-6)
 
 
 def numpy_istft(spectrum, n_fft, hop, samples):

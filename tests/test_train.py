@@ -30,6 +30,8 @@ def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(render
     assert sorted(p.name for p in (tmp_path / "run" / "tensorboard").iterdir()) == ["examples", "train", "validation"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+    minutes = [float(row["minutes"]) for row in rows]  # training time so far, for curves against time
+    assert 0 < minutes[0] < minutes[1] < minutes[2] < minutes[3]
     restored = training.best_model(tmp_path / "run")  # what a run stopped early leaves usable
     mixture = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 4000, 2)).astype(np.float32)
     expected, outputs = model.predict(mixture, verbose=0), restored.predict(mixture, verbose=0)
@@ -37,6 +39,15 @@ def test_a_few_epochs_lower_the_validation_loss_and_save_a_loadable_model(render
         np.testing.assert_array_equal(outputs[source], expected[source])
     with pytest.raises(FileNotFoundError, match="no best checkpoint yet"):
         training.best_model(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_the_run_after_the_epoch_that_passes_it(rendered, tmp_path):
+    config = tiny_config(rendered, tmp_path / "run", schedule={"epochs": 3, "minutes": 1e-4,
+                                                               "normalization_batches": 1})
+    history = training.train(config)
+    assert len(history.epoch) == 1 and history.history["minutes"][0] >= 1e-4
+    assert json.loads((tmp_path / "run" / "finished.json").read_text())["epochs"] == 1
 
 
 @pytest.mark.slow

@@ -49,15 +49,19 @@ def load_checkpoint(model, path):
                  "writes a new one at its next best epoch")
 
 
-def best_validation_sdr(history_csv):
-    """The highest finite val_sdr in a run's history.csv, or None."""
+def logged_values(history_csv, key):
+    """The finite values of column `key` in a run's history.csv, epoch by epoch ([] without any)."""
     try:
         with open(history_csv, newline="") as file:
-            values = [float(row["val_sdr"]) for row in csv.DictReader(file) if row.get("val_sdr")]
+            values = [float(row[key]) for row in csv.DictReader(file) if row.get(key)]
     except (OSError, ValueError, KeyError):
-        return None
-    values = [value for value in values if np.isfinite(value)]
-    return max(values) if values else None
+        return []
+    return [value for value in values if np.isfinite(value)]
+
+
+def best_validation_sdr(history_csv):
+    """The highest finite val_sdr in a run's history.csv, or None."""
+    return max(logged_values(history_csv, "val_sdr"), default=None)
 
 
 class MeanSDR(keras.callbacks.Callback):
@@ -71,6 +75,28 @@ class MeanSDR(keras.callbacks.Callback):
         values = [logs[f"val_{s}_sdr"] for s in self.sources if f"val_{s}_sdr" in logs]
         if values:
             logs["val_sdr"] = float(np.mean(values))
+
+
+class WallClock(keras.callbacks.Callback):
+    """Adds `minutes`, the training time so far (epochs and their validation), to the logs, so that
+    history.csv holds learning curves against time; stops the run after the first epoch that ends past
+    `limit` minutes, if given.
+
+    `minutes_before` is the time of a resumed run's earlier epochs.
+    """
+
+    def __init__(self, limit=None, minutes_before=0.0):
+        super().__init__()
+        self.limit, self.minutes = limit, minutes_before
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.minutes += (time.perf_counter() - self.start) / 60
+        logs["minutes"] = self.minutes
+        if self.limit is not None and self.minutes >= self.limit:
+            self.model.stop_training = True
 
 
 class EpochSummary(keras.callbacks.Callback):

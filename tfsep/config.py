@@ -76,6 +76,7 @@ class OptimizerConfig:
 @dataclasses.dataclass
 class ScheduleConfig:
     epochs: int = 100
+    minutes: float | None = None  # stop after the first epoch that ends past this much training time
     early_stopping_patience: int = 20
     lr_patience: int = 8
     lr_factor: float = 0.3
@@ -142,6 +143,7 @@ RANGES = {  # every numeric key (tests check that none is missing); None, where 
     "optimizer.weight_decay": NOT_NEGATIVE,
     "optimizer.clipnorm": POSITIVE,
     "schedule.epochs": AT_LEAST_ONE,
+    "schedule.minutes": POSITIVE,
     "schedule.early_stopping_patience": AT_LEAST_ONE,
     "schedule.lr_patience": AT_LEAST_ONE,
     "schedule.lr_factor": _range("between 0 and 1", lambda value: 0 < value < 1),

@@ -109,22 +109,47 @@ def irfft(real, imag, n_fft):
 def overlap_add(frames, hop):
     """Overlap-add frames (..., count, length) at `hop` -> (..., (count − 1)·hop + length), in TFLite builtins.
 
-    Each frame is zero-padded to R·hop, R = ceil(length / hop), and split into R segments;
-    segment r of every frame is shifted by r hops and the R shifted copies are summed.
+    Each frame is zero-padded to R·hop, R = ceil(length / hop), and cut into R segments;
+    segment r of every frame is shifted by r hops and the R shifted copies are summed. Slices
+    and pads, unlike `tf.signal.overlap_and_add`'s strided slice and transpose, move each
+    segment once, and so does the gradient, `frame_segments`, the adjoint of overlap-adding.
     """
     length = frames.shape[-1]
     segments = -(-length // hop)
-    shape = tf.shape(frames)
-    outer, count = shape[:-2], shape[-2]
     rank = len(frames.shape)
-    frames = tf.pad(frames, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
-    frames = tf.reshape(frames, tf.concat([outer, [count, segments, hop]], 0))
-    total = 0.0
-    for r in range(segments):
-        segment = tf.gather(frames, r, axis=rank - 1)  # (..., count, hop)
-        total += tf.pad(segment, [[0, 0]] * (rank - 2) + [[r, segments - 1 - r], [0, 0]])
-    signal = tf.reshape(total, tf.concat([outer, [(count + segments - 1) * hop]], 0))
-    return tf.slice(signal, tf.zeros([rank - 1], tf.int32), tf.concat([outer, [(count - 1) * hop + length]], 0))
+
+    @tf.custom_gradient
+    def overlap_added(frames):
+        shape = tf.shape(frames)
+        outer, count = shape[:-2], shape[-2]
+        frames = tf.pad(frames, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
+        start = tf.zeros([rank - 1], tf.int32)
+        shifted = []
+        for r in range(segments):
+            segment = tf.slice(frames, tf.concat([start, [r * hop]], 0), tf.concat([outer, [count, hop]], 0))
+            shifted.append(tf.pad(segment, [[0, 0]] * (rank - 2) + [[r, segments - 1 - r], [0, 0]]))
+        signal = tf.reshape(tf.add_n(shifted), tf.concat([outer, [(count + segments - 1) * hop]], 0))
+        signal = tf.slice(signal, start, tf.concat([outer, [(count - 1) * hop + length]], 0))
+        return signal, lambda upstream: frame_segments(upstream, count, length, hop)
+
+    return overlap_added(frames)
+
+
+def frame_segments(signal, count, length, hop):
+    """Frames of `length` samples every `hop` of signal (..., (count − 1)·hop + length) -> (..., count, length).
+
+    The adjoint of `overlap_add`: a frame is the concatenation of R = ceil(length / hop)
+    consecutive hop-long segments of the signal, each cut once by a slice.
+    """
+    segments = -(-length // hop)
+    rank = len(signal.shape)
+    outer = tf.shape(signal)[:-1]
+    start = tf.zeros([rank - 1], tf.int32)
+    signal = tf.pad(signal, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
+    rows = tf.reshape(signal, tf.concat([outer, [count + segments - 1, hop]], 0))
+    size = tf.concat([outer, [count, hop]], 0)
+    frames = tf.concat([tf.slice(rows, tf.concat([start, [r, 0]], 0), size) for r in range(segments)], axis=-1)
+    return tf.slice(frames, tf.zeros([rank + 1], tf.int32), tf.concat([outer, [count, length]], 0))
 
 
 @tf.custom_gradient
@@ -206,20 +231,24 @@ class STFT(_FourierLayer):
         super().__init__(n_fft, hop, window, framing, **kwargs)
         self.bitcast = bool(bitcast)
 
-    def call(self, waveform):
+    def complex_spectrum(self, waveform):
+        """waveform (batch, samples, channels) -> complex64 spectrum (batch, channels, frames, bins)."""
         waveform = tf.convert_to_tensor(waveform, tf.float32)
         samples = tf.shape(waveform)[1]
         frames = num_frames(samples, self.hop, self.n_fft, self.framing)
         pad_left = leading_pad(self.n_fft, self.framing)
         pad_right = tf.maximum(0, (frames - 1) * self.hop + self.n_fft - pad_left - samples)
         padded = tf.pad(waveform, [[0, 0], [pad_left, pad_right], [0, 0]])
-        spectrum = tf.signal.stft(
+        return tf.signal.stft(
             tf.transpose(padded, [0, 2, 1]),
             frame_length=self.n_fft,
             frame_step=self.hop,
             fft_length=self.n_fft,
             window_fn=lambda length, dtype: tf.constant(self._window, dtype),
-        )  # (batch, channels, frames, bins), complex
+        )
+
+    def call(self, waveform):
+        spectrum = self.complex_spectrum(waveform)
         if self.bitcast:
             return real_view(tf.transpose(spectrum, [0, 2, 3, 1]))
         spectrum = tf.stack([tf.math.real(spectrum), tf.math.imag(spectrum)], axis=-1)
@@ -279,9 +308,9 @@ class InverseSTFT(_FourierLayer):
             spectra = complex_view(flat) if self.inverse_fft == "bitcast" else tf.complex(flat[..., 0], flat[..., 1])
             spectra = tf.transpose(spectra, [0, 3, 1, 2])  # (batch, dims, frames, bins)
             frame_signals = tf.signal.irfft(spectra, fft_length=[self.n_fft])
-            return tf.signal.overlap_and_add(frame_signals * self._window, self.hop)
-        flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
-        frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
+        else:
+            flat = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
+            frame_signals = irfft(flat[..., 0], flat[..., 1], self.n_fft)
         return overlap_add(frame_signals * self._window, self.hop)
 
     def call(self, inputs):

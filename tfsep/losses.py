@@ -9,7 +9,7 @@ settings. All compute in float32 and are registered for saving.
 import tensorflow as tf
 
 from tfsep._keras import keras
-from tfsep.layers import STFT, Magnitude
+from tfsep.layers import STFT
 from tfsep.metrics import flatten_examples, sdr, si_sdr
 
 
@@ -60,10 +60,9 @@ class MagnitudeLoss(keras.losses.Loss):
             raise ValueError(f"magnitude loss kind must be 'l1' or 'mse', got {kind!r}")
         self.n_fft, self.hop, self.window, self.kind, self.framing = n_fft, hop, window, kind, framing
         self.stft = STFT(n_fft, hop, window, framing)
-        self.magnitude = Magnitude()
 
     def call(self, reference, estimate):
-        target = self.magnitude(self.stft(reference))
+        target = tf.transpose(tf.abs(self.stft.complex_spectrum(reference)), [0, 2, 3, 1])  # as estimate's axes
         difference = flatten_examples(target) - flatten_examples(estimate)
         if self.kind == "mse":
             return tf.reduce_mean(tf.square(difference), axis=1)

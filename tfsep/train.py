@@ -40,8 +40,10 @@ from tfsep.callbacks import (
     StopOnNaN,
     TrainingError,
     ValidationExamples,
+    WallClock,
     best_validation_sdr,
     load_checkpoint,
+    logged_values,
 )
 from tfsep.config import ConfigError, check_same_run, load_config
 from tfsep.files import replace_atomically
@@ -84,25 +86,32 @@ def is_chief(strategy):
     )
 
 
+def training_form(config):
+    """The spectral form a run trains in (`layers.InverseSTFT`): `signal` when XLA compiles the step
+    (`run.jit_compile`), else `bitcast`, whose complex views have gradients that copy nothing."""
+    return "signal" if config.run.jit_compile else "bitcast"
+
+
 def build_separation_model(config):
-    """The SeparationModel of `config.model` for `config.data`'s sources and rate.
+    """The SeparationModel of `config.model` for `config.data`'s sources and rate, in `training_form`.
 
     With `model.init`, the model of that file or pretrained name (`pretrained.resolve`),
     rebuilt under the current dtype policy with its weights; its sources and rate must be
     the data's.
     """
     model = config.model
+    form = training_form(config)
     if model.init is not None:
         start = load_model(pretrained.resolve(model.init))
         if list(start.sources) != list(config.data.sources) or start.sample_rate != config.data.sample_rate:
             raise ConfigError(f"model.init {model.init} separates {list(start.sources)} at {start.sample_rate} Hz, "
                               f"but data.sources is {config.data.sources} at {config.data.sample_rate} Hz; set "
                               "data.sources (and data.remainder for a source that is the rest of the mix) to match")
-        return reconfigure(start)
+        return reconfigure(start, inverse_fft=form)
     return build_model(
         model.architecture, config.data.sources, config.data.sample_rate, size=model.size, channels=model.channels,
         n_fft=model.n_fft, hop=model.hop, bandwidth=model.bandwidth, mask_activation=model.mask_activation,
-        mask_extension=model.mask_extension, **model.network,
+        mask_extension=model.mask_extension, inverse_fft=form, **model.network,
     )
 
 
@@ -175,7 +184,7 @@ def best_model(output):
     config = load_config(output / "config.yaml")
     model = build_separation_model(config)
     load_checkpoint(training_model(model, config.loss.magnitude > 0), checkpoint)
-    return model
+    return reconfigure(model, inverse_fft="signal")
 
 
 def set_input_normalization(model, batches):
@@ -236,16 +245,18 @@ def training_targets(stems, magnitudes):
 
 def _callbacks(config, output, chief, example, nan_guard, resuming):
     run, schedule, sources = config.run, config.schedule, config.data.sources
+    history = output / "history.csv"
     callbacks = [
         MeanSDR(sources),
+        WallClock(schedule.minutes, sum(logged_values(history, "minutes")[-1:]) if resuming else 0.0),
         nan_guard,
         # A resumed run keeps the best checkpoint of its earlier epochs unless it beats it.
         BestWeights(output / "best.weights.h5", "val_sdr",
-                    best_validation_sdr(output / "history.csv") if resuming else None),
+                    best_validation_sdr(history) if resuming else None),
         keras.callbacks.EarlyStopping(monitor="val_sdr", mode="max", patience=schedule.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_sdr", mode="max", patience=schedule.lr_patience,
                                           factor=schedule.lr_factor),
-        keras.callbacks.CSVLogger(str(output / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(history), append=True),
     ]
     if chief:
         callbacks += [
@@ -366,7 +377,8 @@ def _fit(config, strategy, chief, output):
     if best.is_file():
         load_checkpoint(trainer, best)
     if chief and (best.is_file() or not nan_guard.where):
-        replace_atomically(output / "model.keras", lambda partial: model.save(partial), suffix=".keras")
+        saved = reconfigure(model, inverse_fft="signal")  # the form every other path starts from
+        replace_atomically(output / "model.keras", lambda partial: saved.save(partial), suffix=".keras")
     if chief and not nan_guard.where:
         summary = json.dumps({"epochs": done + len(history.epoch), "best_val_sdr": best_validation_sdr(
             output / "history.csv")})
