@@ -39,7 +39,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from tfsep import audio, backends
+from tfsep import audio, backends, names
 from tfsep.audio import AudioError
 from tfsep.outputs import DEFAULT_TEMPLATE, SeparationError, check_outputs, output_paths
 from tfsep.separate import Separator, model_path
@@ -62,7 +62,7 @@ class Settings:
     bits: str | None = None
     residual: bool = False
     overwrite: bool = False
-    chunk_seconds: float = 7.0
+    chunk_seconds: float = names.CHUNK_SECONDS
     overlap_seconds: float | None = None
 
 
@@ -318,7 +318,7 @@ def _plan(paths, sources, settings):
 
 
 def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residual=False, overwrite=False,
-        chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None, griffin_lim_iterations=None,
+        chunk_seconds=names.CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None, griffin_lim_iterations=None,
         batch_size=4, threads=2, pipeline_args=()):
     """Separate every audio file that `inputs` match into `outdir`, as `tfsep separate` would, on Apache Beam.
 

@@ -188,11 +188,12 @@ def _separation_options(command):
     command.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     command.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
     command.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
-    command.add_argument("--chunk", type=float, default=7.0,
-                         help="chunk length in seconds (7; whole 11.9 s segments, at least one, for Spleeter models)")
+    command.add_argument("--chunk", type=float, default=names.CHUNK_SECONDS,
+                         help=f"chunk length in seconds ({names.CHUNK_SECONDS:g}; whole 11.9 s segments, at "
+                         "least one, for Spleeter models)")
     command.add_argument("--overlap", type=float,
-                         help="crossfade between chunks in seconds (1; Spleeter models take none: their chunks "
-                         "are summed exactly)")
+                         help=f"crossfade between chunks in seconds ({names.OVERLAP_SECONDS:g}; Spleeter "
+                         "models take none: their chunks are summed exactly)")
     command.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 

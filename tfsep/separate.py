@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tfsep import audio, backends, chunking, files, pretrained
 from tfsep.backends import KerasBackend, LiteRTBackend
 from tfsep.models import tflite_metadata
+from tfsep.names import CHUNK_SECONDS
 from tfsep.outputs import (
     DEFAULT_TEMPLATE,
     RESIDUAL,
@@ -119,7 +120,7 @@ class Separator:
             backend's own were fixed when it was made).
     """
 
-    def __init__(self, model, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
+    def __init__(self, model, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
                  griffin_lim_iterations=None):
         if isinstance(model, backends.Backend):
             if wiener_iterations is not None or griffin_lim_iterations is not None:
@@ -137,7 +138,7 @@ class Separator:
                              f"{limit / self.sample_rate:g} s per request; choose a shorter chunk")
 
     @classmethod
-    def load(cls, path=None, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
+    def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
              griffin_lim_iterations=None, threads=2):
         """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT with `threads`), a
         SavedModel version folder from `tfsep export`, or a pretrained name such as `spleeter:2stems`
@@ -146,7 +147,7 @@ class Separator:
         return cls(backend, chunk_seconds, overlap_seconds)
 
     @classmethod
-    def from_tflite(cls, path, chunk_seconds=7.0, overlap_seconds=None, wiener_iterations=None,
+    def from_tflite(cls, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
                     griffin_lim_iterations=None, threads=2):
         """A Separator that runs a whole-clip TFLite file in LiteRT with `threads` threads
         (`backends.LiteRTBackend`)."""
