@@ -116,14 +116,15 @@ def build_separation_model(config):
 
 
 class Trainer(keras.Model):
-    """A functional model whose training step can run each batch as `micro_batches` equal slices.
+    """A functional model whose training and validation steps can run each batch as `micro_batches` slices.
 
     With micro_batches = k > 1, `train_step` runs forward and backward on one slice of
     batch / k examples after the other (a `tf.while_loop` of one iteration at a time), sums
-    their gradients and applies their mean once. Losses and metrics are means over
-    examples, so the update, the loss and the metrics are the whole batch's, while only one
-    slice's activations are alive at a time: memory falls about k-fold. Networks with
-    batch norms (umx, unet) normalise each slice by its own statistics in training.
+    their gradients and applies their mean once, and `test_step` runs the forward pass the
+    same way. Losses and metrics are means over examples, so the update, the loss and the
+    metrics are the whole batch's, while only one slice's activations are alive at a time:
+    memory falls about k-fold. Networks with batch norms (umx, unet) normalise each slice by
+    its own statistics in training.
     """
 
     def __init__(self, inputs, outputs, micro_batches=1, **kwargs):
@@ -132,32 +133,59 @@ class Trainer(keras.Model):
             raise ValueError(f"micro_batches must be >= 1, got {micro_batches}")
         self.micro_batches = micro_batches
 
+    def _sliced(self, data, step, state, size):
+        """Run `step(x, y, sample_weight, slice size, state) -> state` on consecutive `size`-example slices of
+        `data`, one after the other; returns the final state."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        batch = tf.shape(x)[0]
+
+        def body(index, state):
+            start = index * size
+            xs, ys, ws = tf.nest.map_structure(lambda t: None if t is None else t[start:start + size],
+                                               (x, y, sample_weight))
+            return index + 1, step(xs, ys, ws, tf.minimum(size, batch - start), state)
+
+        count = (batch + size - 1) // size
+        return tf.while_loop(lambda index, _: index < count, body, (tf.constant(0), state), parallel_iterations=1)[1]
+
     def train_step(self, data):
         if self.micro_batches == 1:
             return super().train_step(data)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        batch = tf.shape(x)[0]
+        batch = tf.shape(keras.utils.unpack_x_y_sample_weight(data)[0])[0]
         size = batch // self.micro_batches
         tf.debugging.assert_equal(size * self.micro_batches, batch, message=(
             f"a training batch (per replica) must split into micro_batches = {self.micro_batches} equal slices"))
         weights = self.trainable_weights
 
-        def step(index, sums):
-            xs, ys, ws = tf.nest.map_structure(lambda t: None if t is None else t[index * size:(index + 1) * size],
-                                               (x, y, sample_weight))
+        def step(xs, ys, ws, count, sums):
             with tf.GradientTape() as tape:
                 y_pred = self(xs, training=True)
                 loss = self._compute_loss(xs, ys, y_pred, ws, training=True)
-                self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=size)
+                self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=count)
                 scaled = self.optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             self.compute_metrics(xs, ys, y_pred, sample_weight=ws)
-            return index + 1, [total + gradient for total, gradient in zip(sums, gradients)]
+            return [total + gradient for total, gradient in zip(sums, gradients)]
 
-        zeros = [tf.zeros(weight.shape, weight.dtype) for weight in weights]
-        _, sums = tf.while_loop(lambda index, _: index < self.micro_batches, step, (tf.constant(0), zeros),
-                                parallel_iterations=1)
+        sums = self._sliced(data, step, [tf.zeros(weight.shape, weight.dtype) for weight in weights], size)
         self.optimizer.apply_gradients(zip([total / self.micro_batches for total in sums], weights))
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        if self.micro_batches == 1:
+            return super().test_step(data)
+        batch = tf.shape(keras.utils.unpack_x_y_sample_weight(data)[0])[0]
+
+        def step(xs, ys, ws, count, state):
+            y_pred = self(xs, training=False)
+            loss = self._compute_loss(xs, ys, y_pred, ws, training=False)
+            self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=count)
+            self.compute_metrics(xs, ys, y_pred, sample_weight=ws)
+            return state
+
+        # A validation batch may be short (the last one): slices of ceil(batch / k), the last one shorter. The loss
+        # and the metrics stay means over examples; Keras's per-output loss logs become means over the slices.
+        self._sliced(data, step, tf.constant(0), (batch + self.micro_batches - 1) // self.micro_batches)
         return self.get_metrics_result()
 
 
