@@ -168,11 +168,11 @@ def test_degenerate_settings_are_refused(tiny_model, options, message):
 
 
 def test_the_default_overlap_is_half_a_chunk_shorter_than_twice_it(tiny_model):
-    short = Separator(tiny_model, chunk_seconds=0.6)
+    short = Separator(tiny_model, chunk_seconds=0.3)
     hop = short.description["hop"]
     assert short.plan.chunk // 2 - hop < short.plan.overlap <= short.plan.chunk // 2 and short.plan.overlap % hop == 0
     default = Separator(tiny_model).plan
-    assert default.chunk == 5 * RATE and abs(default.overlap - RATE // 2) < hop  # 5 s and 0.5 s, in whole hops
+    assert default.chunk == 5 * RATE and abs(default.overlap - RATE // 4) < hop  # 5 s and 0.25 s, in whole hops
 
 
 @pytest.mark.parametrize("number, code, line",

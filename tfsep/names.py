@@ -11,10 +11,10 @@ EXPORT_FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic-int8")  # TFLite weight storage
 CHECKPOINT_KINDS = ("spleeter",)  # systems whose checkpoints `tfsep convert` reads
 
-# Separation chunks (`chunking.chunk_plan`): 5 s, crossfaded over 0.5 s. A chunk's spectra then stay closer to the
-# CPU's caches (the shipped model took 21.6 ms per second of audio in 2 s chunks, 26.4 in 5 s, 28.7 in 7 s) and 11 %
-# of the audio is recomputed (7 s and 1 s: 17 %), which took Separator.separate of 60 s from 2.40 s to 1.75 s; the
-# model's mean global SDR on 30 held-out test tracks is the same (2.481 dB with 7 s and 1 s, 2.488 with 5 s and 0.5 s,
-# 2.479 in one whole-track call).
+# Separation chunks (`chunking.chunk_plan`): 5 s, crossfaded over 0.25 s. A chunk's spectra then stay closer to the
+# CPU's caches (the shipped model took 21.6 ms per second of audio in 2 s chunks, 26.4 in 5 s, 28.7 in 7 s) and 5 %
+# of the audio is recomputed (7 s and 1 s: 17 %); Separator.separate of 60 s took 1.67 s with 5 s and 0.5 s, 1.53 s
+# with 5 s and 0.25 s (7 s and 1 s: 2.40 s). The model's mean global SDR on 30 held-out test tracks is the same
+# (2.481 dB with 7 s and 1 s, 2.488 with 5 s and 0.5 s, 2.482 with 5 s and 0.25 s, 2.479 in one whole-track call).
 CHUNK_SECONDS = 5.0
-OVERLAP_SECONDS = 0.5
+OVERLAP_SECONDS = 0.25
