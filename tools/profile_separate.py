@@ -2,18 +2,21 @@
 
     python tools/profile_separate.py [--model M.keras] [--seconds 60] [--rounds 5] [--threads 2]
 
-Stages, each a tf.function over the same `--seconds` of stereo at the model's rate, built
-from the model's own layers (so the sum of the graph stages is one whole-signal call):
+`Separator.separate` runs the model on the chunks its default plan cuts (5 s crossfaded over
+0.25 s for most models). Each graph stage is a tf.function built from the model's own layers,
+timed over those same chunks, one after the other, so the stages sum to the model's calls
+on the chunks:
 
 - stft: the STFT layer;
 - network: |X|, the bandwidth crop and the mask network to its masks (logits → masks);
 - masks: mask extension to all bins, M ⊙ X, and Wiener filtering if the model has any;
 - istft: the inverse STFT of every stem;
-- whole call: the model on the whole signal at once;
-- separator: `Separator.separate` with its default chunks and overlap (what `tfsep separate`
-  runs), whose excess over the whole call is the chunk overlap's recomputation;
+- chunk calls: the whole model on each chunk, of which the crossfades' share is computed twice;
+- separator: `Separator.separate` (what `tfsep separate` runs), whose excess over the chunk
+  calls is the chunking around the model (crossfades, copies);
 - file I/O: reading a 48 kHz file, resampling it to the model's rate and the stems back,
-  and writing the four float wav stems (`Separator.separate_file` minus `separate`).
+  and writing the four float wav stems (`Separator.separate_file` minus `separate`);
+- for comparison, one call of the model on the whole signal, which no command makes.
 
 Medians over the rounds, after one warm-up each; all stages take turns within a round.
 """
@@ -47,6 +50,15 @@ def stage_functions(model):
     return stft, network, masks, istft
 
 
+def chunk_spans(plan, samples):
+    """(start, length) of each chunk `chunking.crossfade_chunks` cuts from `samples` by `plan`, the last shorter."""
+    step, spans, start = plan.chunk - plan.overlap, [], 0
+    while samples - start > plan.chunk:
+        spans.append((start, plan.chunk))
+        start += step
+    return spans + [(start, samples - start)]
+
+
 def median_times(runs, rounds):
     """{name: median seconds} of each zero-argument callable in `runs`, taking turns, after one warm-up."""
     for run in runs.values():
@@ -78,40 +90,46 @@ def main():
     separator = Separator.load(args.model)
     model, rate = separator.model, separator.sample_rate
     mixture = np.random.default_rng(0).uniform(-0.3, 0.3, (int(args.seconds * rate), 2)).astype(np.float32)
-    batch = tf.constant(mixture[None])
+    chunks = [tf.constant(mixture[None, start:start + length]) for start, length in chunk_spans(separator.plan,
+                                                                                               len(mixture))]
     stft, network, masks, istft = stage_functions(model)
-    spectrum = stft(batch)
-    mask = network(spectrum)
-    stems = masks(spectrum, mask)
+    spectra = [stft(chunk) for chunk in chunks]
+    mask = [network(spectrum) for spectrum in spectra]
+    stems = [masks(spectrum, m) for spectrum, m in zip(spectra, mask)]
     whole = tf.function(lambda x: model(x), reduce_retracing=True)
+    batch = tf.constant(mixture[None])
     folder = Path(tempfile.mkdtemp())
     song = folder / "song.wav"
     soundfile.write(song, np.random.default_rng(1).uniform(-0.3, 0.3, (int(args.seconds * 48000), 2)), 48000,
                     subtype="PCM_16")
     at_48k = soundfile.read(song, dtype="float32")[0]
     runs = {
-        "stft": lambda: stft(batch),
-        "network": lambda: network(spectrum),
-        "masks": lambda: masks(spectrum, mask),
-        "istft": lambda: istft(stems, batch),
-        "whole call": lambda: whole(batch),
+        "stft": lambda: [stft(chunk) for chunk in chunks],
+        "network": lambda: [network(spectrum) for spectrum in spectra],
+        "masks": lambda: [masks(spectrum, m) for spectrum, m in zip(spectra, mask)],
+        "istft": lambda: [istft(stem, chunk) for stem, chunk in zip(stems, chunks)],
+        "chunk calls": lambda: [whole(chunk) for chunk in chunks],
         "separator": lambda: separator.separate(mixture, rate),
         "separator, 48 kHz array": lambda: separator.separate(at_48k, 48000),
         "separate_file, 48 kHz wav": lambda: separator.separate_file(song, folder / "out", overwrite=True),
+        "whole call": lambda: whole(batch),
     }
     times = median_times(runs, args.rounds)
     graph = sum(times[name] for name in ("stft", "network", "masks", "istft"))
+    twice = 1 - len(mixture) / sum(chunk.shape[1] for chunk in chunks)
     rows = [
         ("STFT", times["stft"]),
         ("network (|X|, crop, mask network)", times["network"]),
         ("masks (extension, M ⊙ X, Wiener)", times["masks"]),
         ("inverse STFT of every stem", times["istft"]),
         ("sum of the stages", graph),
-        ("whole-signal call", times["whole call"]),
-        ("chunk overlap (separator − whole call)", times["separator"] - times["whole call"]),
+        (f"model calls on the {len(chunks)} chunks", times["chunk calls"]),
+        (f"of which the crossfades, computed twice ({100 * twice:.0f} % of the audio)", twice * times["chunk calls"]),
+        ("chunking around the model (separator − model calls)", times["separator"] - times["chunk calls"]),
         ("resampling 48 kHz ↔ model rate", times["separator, 48 kHz array"] - times["separator"]),
         ("file read and write", times["separate_file, 48 kHz wav"] - times["separator, 48 kHz array"]),
         ("tfsep separate's path, 48 kHz wav", times["separate_file, 48 kHz wav"]),
+        ("for comparison: one whole-signal call", times["whole call"]),
     ]
     print(f"{args.seconds:g} s stereo, {args.threads} threads, medians of {args.rounds} rounds, "
           f"{model.get_config()['architecture']} {model.get_config()['size']}\n")
