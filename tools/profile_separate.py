@@ -50,13 +50,20 @@ def stage_functions(model):
     return stft, network, masks, istft
 
 
-def chunk_spans(plan, samples):
-    """(start, length) of each chunk `chunking.crossfade_chunks` cuts from `samples` by `plan`, the last shorter."""
-    step, spans, start = plan.chunk - plan.overlap, [], 0
-    while samples - start > plan.chunk:
-        spans.append((start, plan.chunk))
-        start += step
-    return spans + [(start, samples - start)]
+def separated_chunks(separator, mixture):
+    """The chunks, float32 (1, samples, channels), that `separator` cuts from `mixture` (at its rate): recorded
+    from `chunking.chunked` itself, with a stand-in for the model."""
+    from tfsep import chunking
+
+    chunks = []
+
+    def record(chunk):
+        chunks.append(chunk[None].copy())
+        return np.zeros((len(separator.sources),) + chunk.shape, np.float32)
+
+    for _ in chunking.chunked(separator.plan, separator.description, record, [mixture]):
+        pass
+    return chunks
 
 
 def median_times(runs, rounds):
@@ -90,8 +97,7 @@ def main():
     separator = Separator.load(args.model)
     model, rate = separator.model, separator.sample_rate
     mixture = np.random.default_rng(0).uniform(-0.3, 0.3, (int(args.seconds * rate), 2)).astype(np.float32)
-    chunks = [tf.constant(mixture[None, start:start + length]) for start, length in chunk_spans(separator.plan,
-                                                                                               len(mixture))]
+    chunks = [tf.constant(chunk) for chunk in separated_chunks(separator, mixture)]
     stft, network, masks, istft = stage_functions(model)
     spectra = [stft(chunk) for chunk in chunks]
     mask = [network(spectrum) for spectrum in spectra]
