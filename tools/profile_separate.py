@@ -1,6 +1,6 @@
 """Where the time of `tfsep separate` goes: per-stage timed sub-graphs of one model, and the command around them.
 
-    python tools/profile_separate.py [--model M.keras] [--seconds 60] [--rounds 5] [--threads 2]
+    python tools/profile_separate.py [--model M.keras] [--seconds 60] [--rounds 5] [--threads 2] [--litert]
 
 `Separator.separate` runs the model on the chunks its default plan cuts (5 s crossfaded over
 0.25 s for most models). Each graph stage is a tf.function built from the model's own layers,
@@ -17,6 +17,13 @@ on the chunks:
 - file I/O: reading a 48 kHz file, resampling it to the model's rate and the stems back,
   and writing the four float wav stems (`Separator.separate_file` minus `separate`);
 - for comparison, one call of the model on the whole signal, which no command makes.
+
+With `--litert`, a second table times the model's TFLite form (`export.convert_to_tflite` of
+its builtin inverse-FFT form) in LiteRT on the same chunks. LiteRT runs whole files only, so
+each stage is the difference between two files that cut the model after consecutive
+stages, all taking the waveform (each file's time includes copying its output out); the
+RFFT2D row is a file of nothing but the real FFTs the model computes on each chunk, one per
+frame and channel for the STFT and one more per stem for each inverse.
 
 Medians over the rounds, after one warm-up each; all stages take turns within a round.
 """
@@ -48,6 +55,42 @@ def stage_functions(model):
     masks = piece([layer("stft").output, layer("masks").output], layer("wiener").output)
     istft = piece([layer("wiener").output, model.input], layer("istft").output)
     return stft, network, masks, istft
+
+
+def litert_runs(model, chunks, threads):
+    """{stage: zero-argument callable} running `model`'s TFLite form cut after each stage, and its FFTs alone, in
+    LiteRT on `chunks` (float32 (1, samples, channels) arrays)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsep._keras import keras
+    from tfsep.export import convert_to_tflite
+    from tfsep.layers import num_frames
+    from tfsep.models import reconfigure
+
+    builtin = reconfigure(model, inverse_fft="builtin")
+    config = builtin.get_config()
+
+    def runs(flatbuffer, inputs):
+        runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
+        return lambda: [runner(**item) for item in inputs]
+
+    waveforms = [{"waveform": chunk} for chunk in chunks]
+    cut = {"stft": "stft", "network": "masks", "masks": "wiener"}
+    result = {stage: runs(convert_to_tflite(keras.Model(builtin.input, builtin.get_layer(end).output)), waveforms)
+              for stage, end in cut.items()}
+    result["istft"] = runs(convert_to_tflite(builtin), waveforms)
+    ffts_per_frame = config["channels"] * (1 + len(builtin.sources))
+    frames = [{"frames": np.zeros((ffts_per_frame * num_frames(chunk.shape[1], config["hop"], config["n_fft"],
+                                                                 config["framing"]), config["n_fft"]), np.float32)}
+              for chunk in chunks]
+    only_fft = tf.Module()
+    only_fft.run = tf.function(lambda frames: tf.math.real(tf.signal.rfft(frames)),
+                               input_signature=[tf.TensorSpec((None, config["n_fft"]), tf.float32, name="frames")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([only_fft.run.get_concrete_function()], only_fft)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    result["rfft2d"] = runs(converter.convert(), frames)
+    return result
 
 
 def separated_chunks(separator, mixture):
@@ -85,6 +128,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--litert", action="store_true", help="also time the TFLite form's stages in LiteRT")
     args = parser.parse_args()
 
     import soundfile
@@ -143,6 +187,20 @@ def main():
     print("| --- | ---: | ---: |")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.3f} | {100 * seconds / times['separate_file, 48 kHz wav']:.0f} % |")
+    if args.litert:
+        lite = median_times({**litert_runs(model, [chunk.numpy() for chunk in chunks], args.threads),
+                             "keras": runs["chunk calls"]}, args.rounds)
+        rows = [("STFT", lite["stft"]), ("network (|X|, crop, mask network)", lite["network"] - lite["stft"]),
+                ("masks (extension, M ⊙ X, Wiener)", lite["masks"] - lite["network"]),
+                ("inverse STFT of every stem", lite["istft"] - lite["masks"]),
+                (f"model calls on the {len(chunks)} chunks", lite["istft"]),
+                ("of which RFFT2D, every real FFT of the STFT and the inverse STFTs", lite["rfft2d"]),
+                ("for comparison: the Keras model's calls on the chunks", lite["keras"])]
+        print(f"\nThe TFLite form in LiteRT, {args.threads} threads, the same chunks\n")
+        print("| stage | seconds | share of the calls |")
+        print("| --- | ---: | ---: |")
+        for name, seconds in rows:
+            print(f"| {name} | {seconds:.3f} | {100 * seconds / lite['istft']:.0f} % |")
 
 
 if __name__ == "__main__":
