@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def _separator(kind, path, threads):
     """A function float32 (1, samples, 2) -> dict of stems for export path `kind` at `path`; `separator` is
-    `tfsep.Separator.load(path).separate` with its default chunks, what `tfsep separate` runs."""
+    `tfsep.Separator.load(path).separate` with its default chunks, what `tfsep separate` runs (in LiteRT for a
+    `.tflite` path)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -37,7 +38,7 @@ def _separator(kind, path, threads):
     if kind == "separator":
         from tfsep.separate import Separator
 
-        separator = Separator.load(path)
+        separator = Separator.load(path, threads=threads)
         return lambda waveform: separator.separate(waveform[0], 44100)
     if kind == "keras":
         import tfsep

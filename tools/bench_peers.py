@@ -11,7 +11,8 @@ groups, chosen with `--systems`:
 `default`:
 - tfsep's shipped model through `Separator.separate` with its default chunks (what `tfsep
   separate` runs), and in one whole-signal call as Keras (`model.keras`), SavedModel (`1/`,
-  `serving_default`) and TFLite (`band.tflite` in LiteRT), the forms `tools/bench_export.py` times;
+  `serving_default`) and TFLite (`band.tflite` in LiteRT), the forms `tools/bench_export.py` times,
+  and the TFLite file through `Separator.separate` (`tfsep separate --model band.tflite`);
 - a Keras re-creation of Spleeter's 4-stem U-Net (tfsep's `unet` base: six 5×5 stride-2
   levels of 16–512 filters per source, 39.3 M parameters, the lowest 1024 bins, masks
   zero above them), random weights: a re-creation, not the spleeter package;
@@ -126,6 +127,8 @@ def main():
                                                            args.seconds, args.threads),
                 "tfsep default, TFLite (LiteRT)": ProcessWorker(context, "tflite", str(tflite), args.seconds,
                                                                 args.threads),
+                "tfsep default, TFLite (LiteRT) in Separator.separate (default chunks)": ProcessWorker(
+                    context, "separator", str(tflite), args.seconds, args.threads),
                 f"Spleeter 4stems U-Net, Keras re-creation ({spleeter_params / 1e6:.1f} M)":
                     ProcessWorker(context, "keras", spleeter, args.seconds, args.threads),
                 "Open-Unmix umxhq, soft masks (niter 0)": _openunmix(0, args.seconds, args.threads),
