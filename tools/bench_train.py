@@ -1,7 +1,7 @@
 """Training step time and peak memory of each architecture, beside Open-Unmix's own PyTorch step.
 
     python tools/bench_train.py [--config configs/band.yaml] [--batch 16] [--seconds 6] [--steps 3]
-                                [--micro-batches 1 8]
+                                [--micro-batches 1 8] [--override run.mixed_precision=mixed_float16 ...]
 
 Each measurement runs in its own subprocess, one after the other in this one run, so that
 its peak resident memory (VmHWM) is its own:
@@ -9,7 +9,9 @@ its peak resident memory (VmHWM) is its own:
 - tfsep: one `train_on_batch` of the compiled training model of `--config` (its losses and
   optimiser) for each architecture, on a random batch of (batch, samples, 2) mixtures and
   four stems; the first step (tracing) is not timed; median of `--steps`. The step runs
-  the batch as the config's `run.micro_batches` slices, or as each of `--micro-batches`.
+  the batch as the config's `run.micro_batches` slices, or as each of `--micro-batches`,
+  with the config's dtype policy (`run.mixed_precision`) and `--override`s applied. On a
+  GPU it also reports the device's peak memory.
 - Open-Unmix: `tools/openunmix_train_step.py` in the environment of `tools/peers.py`
   (created on first use), the step of its `scripts/train.py` for one target. Open-Unmix
   trains one model per source, so four such steps do the work of one tfsep step.
@@ -32,19 +34,21 @@ def peak_rss_mib():
             return int(line.split()[1]) / 1024
 
 
-def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batches=None):
-    """{step_seconds, params, peak_rss_mib, micro_batches} of one architecture's training step, in this process;
-    `micro_batches` None takes the config's."""
+def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batches=None, overrides=()):
+    """{step_seconds, params, peak_rss_mib, micro_batches, gpu_peak_mib (None without a GPU)} of one
+    architecture's training step, in this process; `micro_batches` None takes the config's."""
     import numpy as np
     import tensorflow as tf
 
     from tfsep import config as configuration
     from tfsep import train as training
+    from tfsep._keras import keras
 
-    overrides = [f"model.architecture={architecture}", "model.size=base", f"data.batch_size={batch}"]
+    overrides = [f"model.architecture={architecture}", "model.size=base", f"data.batch_size={batch}", *overrides]
     if micro_batches:
         overrides.append(f"run.micro_batches={micro_batches}")
     config = configuration.load_config(config_path, overrides)
+    keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
     sources, samples = config.data.sources, int(seconds * config.data.sample_rate)
     model = training.build_separation_model(config)
     magnitudes = config.loss.magnitude > 0
@@ -60,8 +64,10 @@ def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batche
         trainer.train_on_batch(mixture, targets)
         if step:
             times.append(time.perf_counter() - start)
+    gpus = tf.config.list_logical_devices("GPU")
+    gpu_peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2**20 if gpus else None
     return {"step_seconds": statistics.median(times), "params": model.count_params(), "peak_rss_mib": peak_rss_mib(),
-            "micro_batches": config.run.micro_batches, "tensorflow": tf.__version__}
+            "gpu_peak_mib": gpu_peak, "micro_batches": config.run.micro_batches, "tensorflow": tf.__version__}
 
 
 def run_json(command):
@@ -79,11 +85,12 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--architectures", nargs="+", default=["bandconv", "umx", "unet"])
     parser.add_argument("--micro-batches", nargs="+", type=int, help="slices of each batch (default: the config's)")
+    parser.add_argument("--override", nargs="+", default=[], help="config overrides, KEY=VALUE")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one architecture, print JSON
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure_tfsep(args.config, args.one, args.batch, args.seconds, args.steps,
-                                       (args.micro_batches or [None])[0])))
+                                       (args.micro_batches or [None])[0], args.override)))
         return
 
     from peers import openunmix_python
@@ -94,7 +101,7 @@ def main():
         for micro_batches in args.micro_batches or [None]:
             slices = ["--micro-batches", str(micro_batches)] if micro_batches else []
             result = run_json([sys.executable, __file__, "--one", architecture, "--config", args.config]
-                              + shape + slices)
+                              + shape + slices + (["--override", *args.override] if args.override else []))
             count = result["micro_batches"]
             results[f"tfsep `{architecture}` (4 stems), {count} × {args.batch // count}"] = result
     umx = run_json([str(openunmix_python()), str(TOOLS / "openunmix_train_step.py")] + shape)
