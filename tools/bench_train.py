@@ -64,8 +64,8 @@ def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batche
         trainer.train_on_batch(mixture, targets)
         if step:
             times.append(time.perf_counter() - start)
-    gpus = tf.config.list_logical_devices("GPU")
-    gpu_peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2**20 if gpus else None
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    gpu_peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None
     return {"step_seconds": statistics.median(times), "params": model.count_params(), "peak_rss_mib": peak_rss_mib(),
             "gpu_peak_mib": gpu_peak, "micro_batches": config.run.micro_batches, "tensorflow": tf.__version__}
 

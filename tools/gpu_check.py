@@ -6,7 +6,8 @@
   losses) with `run.mixed_precision=mixed_float16` and `run.jit_compile=true`, the batch in
   one piece (`run.micro_batches=1`; the config's 8 slices are for 3 GiB of CPU memory), each
   in its own process: steps per second (median after the tracing step) and the GPU's peak
-  memory;
+  memory. Keras compiles `umx` without XLA where its LSTMs take cuDNN's kernel (it warns so:
+  XLA cannot compile that kernel);
 - separation: the shipped model's `Separator.separate` of `--separate-seconds` of stereo
   44.1 kHz, default settings, as `tfsep separate` runs it: real-time factor, median of 5
   after a warm-up;
