@@ -21,11 +21,9 @@ everything on the CPU and says so: a dry run of the script, not the figures.
 
 import argparse
 import datetime
-import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +33,22 @@ TOOLS = Path(__file__).resolve().parent
 
 def training_step(architecture, batch, seconds, steps):
     """bench_train's measurement of one mixed-precision XLA training step, in a process of its own."""
-    command = [sys.executable, str(TOOLS / "bench_train.py"), "--one", architecture, "--batch", str(batch),
-               "--seconds", str(seconds), "--steps", str(steps),
-               "--override", "run.mixed_precision=mixed_float16", "run.jit_compile=true", "run.micro_batches=1"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{architecture} training step failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    from bench_train import run_json
+
+    return run_json([sys.executable, str(TOOLS / "bench_train.py"), "--one", architecture, "--batch", str(batch),
+                     "--seconds", str(seconds), "--steps", str(steps), "--override",
+                     "run.mixed_precision=mixed_float16", "run.jit_compile=true", "run.micro_batches=1"])
 
 
 def separation_seconds(seconds, rounds=5):
     """Median seconds of the shipped model's `Separator.separate` of `seconds` of stereo noise."""
+    from profile_separate import median_times
+
     from tfsep.separate import Separator
 
     separator = Separator.load()
     mixture = np.random.default_rng(0).uniform(-0.3, 0.3, (int(seconds * 44100), 2)).astype(np.float32)
-    separator.separate(mixture, 44100)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        separator.separate(mixture, 44100)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_times({"separate": lambda: separator.separate(mixture, 44100)}, rounds)["separate"]
 
 
 def stems_of(model_path, input_path):

@@ -81,9 +81,10 @@ def litert_runs(model, chunks, threads):
               for stage, end in cut.items()}
     result["istft"] = runs(convert_to_tflite(builtin), waveforms)
     ffts_per_frame = config["channels"] * (1 + len(builtin.sources))
-    frames = [{"frames": np.zeros((ffts_per_frame * num_frames(chunk.shape[1], config["hop"], config["n_fft"],
-                                                                 config["framing"]), config["n_fft"]), np.float32)}
+    counts = [ffts_per_frame * num_frames(chunk.shape[1], config["hop"], config["n_fft"], config["framing"])
               for chunk in chunks]
+    zeros = {count: np.zeros((count, config["n_fft"]), np.float32) for count in set(counts)}  # one per length
+    frames = [{"frames": zeros[count]} for count in counts]
     only_fft = tf.Module()
     only_fft.run = tf.function(lambda frames: tf.math.real(tf.signal.rfft(frames)),
                                input_signature=[tf.TensorSpec((None, config["n_fft"]), tf.float32, name="frames")])
@@ -120,6 +121,14 @@ def median_times(runs, rounds):
             run()
             times[name].append(time.perf_counter() - start)
     return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def print_table(rows, total, share):
+    """A markdown table of (stage, seconds) rows, each also as a percentage of `total` seconds in column `share`."""
+    print(f"| stage | seconds | {share} |")
+    print("| --- | ---: | ---: |")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.3f} | {100 * seconds / total:.0f} % |")
 
 
 def main():
@@ -183,10 +192,7 @@ def main():
     ]
     print(f"{args.seconds:g} s stereo, {args.threads} threads, medians of {args.rounds} rounds, "
           f"{model.get_config()['architecture']} {model.get_config()['size']}\n")
-    print("| stage | seconds | share of the path |")
-    print("| --- | ---: | ---: |")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.3f} | {100 * seconds / times['separate_file, 48 kHz wav']:.0f} % |")
+    print_table(rows, times["separate_file, 48 kHz wav"], "share of the path")
     if args.litert:
         lite = median_times({**litert_runs(model, [chunk.numpy() for chunk in chunks], args.threads),
                              "keras": runs["chunk calls"]}, args.rounds)
@@ -197,10 +203,7 @@ def main():
                 ("of which RFFT2D, every real FFT of the STFT and the inverse STFTs", lite["rfft2d"]),
                 ("for comparison: the Keras model's calls on the chunks", lite["keras"])]
         print(f"\nThe TFLite form in LiteRT, {args.threads} threads, the same chunks\n")
-        print("| stage | seconds | share of the calls |")
-        print("| --- | ---: | ---: |")
-        for name, seconds in rows:
-            print(f"| {name} | {seconds:.3f} | {100 * seconds / lite['istft']:.0f} % |")
+        print_table(rows, lite["istft"], "share of the calls")
 
 
 if __name__ == "__main__":
