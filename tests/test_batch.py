@@ -12,7 +12,7 @@ import soundfile
 beam = pytest.importorskip("apache_beam", reason="needs apache-beam (the beam extra)")
 
 from tfsep import batch  # noqa: E402
-from tfsep.backends import KerasBackend  # noqa: E402
+from tfsep.formats.keras import KerasBackend  # noqa: E402
 
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the local runner, in this process
 

@@ -146,7 +146,7 @@ def test_cli_exports_and_refuses_bad_models(tiny_model_file, tmp_path):
 
 def run_litert(path, waveform):
     """The outputs of the TFLite file at `path` in the LiteRT interpreter."""
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
     return runner(waveform=waveform)
 
@@ -163,13 +163,13 @@ def operator_codes(path):
 def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wiener, tmp_path):
     import tfsep
     from tfsep.export import export_tflite
-    from tfsep.models import tflite_metadata
+    from tfsep.formats import tflite
 
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
     path = export_tflite(model, tmp_path / "band.tflite")
     assert all(custom is None for _, custom in operator_codes(path))  # Flex ops would be custom "Flex..." ops
-    assert tflite_metadata(path)["sources"] == ["vocals", "drums", "bass", "other"]
-    assert tflite_metadata(path)["sample_rate"] == RATE
+    assert tflite.describe(path)["sources"] == ["vocals", "drums", "bass", "other"]
+    assert tflite.describe(path)["sample_rate"] == RATE
     for batch, samples in [(1, 4000), (3, 777), (1, 1)]:  # the input length and batch resize at run time
         mixture = waveforms(batch, samples, seed=samples)
         outputs, expected = run_litert(path, mixture), model.predict(mixture, verbose=0)
@@ -180,20 +180,20 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
 def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
     import tfsep
     from tfsep.export import export_tflite
-    from tfsep.models import tflite_metadata
+    from tfsep.formats import tflite
     from tfsep.separate import Separator
 
     model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
     path = export_tflite(model, tmp_path / "gl.tflite", griffin_lim_iterations=2)
     assert all(custom is None for _, custom in operator_codes(path))
-    assert tflite_metadata(path)["griffin_lim_iterations"] == 2
+    assert tflite.describe(path)["griffin_lim_iterations"] == 2
     mixture = waveforms(2, 3000, seed=1)
     expected = tfsep.models.reconfigure(model, griffin_lim_iterations=2).predict(mixture, verbose=0)
     outputs = run_litert(path, mixture)
     assert max(np.abs(outputs[s] - expected[s]).max() for s in expected) <= 1e-4
     with pytest.raises(ValueError,
                        match="exported with 2 griffin-lim iterations; export it again with --griffin-lim 0"):
-        Separator.from_tflite(path, griffin_lim_iterations=0)
+        Separator.load(path, griffin_lim_iterations=0)
 
 
 def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path):
@@ -201,7 +201,7 @@ def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path
     import tfsep
     from tfsep.export import export_tflite
 
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     model = tfsep.build_model("umx", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
     path = export_tflite(model, tmp_path / "umx.tflite")
     runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
@@ -242,9 +242,9 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
     streaming = subprocess.run(command + ["--stream-block", "0.1", "--output", str(tmp_path / "stream.tflite")],
                                capture_output=True, text=True, timeout=300)
     assert streaming.returncode == 0 and "streaming" in streaming.stdout, streaming.stderr
-    from tfsep.models import tflite_metadata
+    from tfsep.formats import tflite
 
-    assert tflite_metadata(tmp_path / "stream.tflite")["block_samples"] == 832  # 0.1 s at 8 kHz, in 64-sample hops
+    assert tflite.describe(tmp_path / "stream.tflite")["block_samples"] == 832  # 0.1 s at 8 kHz, in 64-sample hops
     for flag, value in (("--quantize", "float16"), ("--stream-block", "1")):
         wrong = subprocess.run(command[:-2] + [flag, value, "--output", str(tmp_path / "s")],
                                capture_output=True, text=True, timeout=120)
@@ -277,10 +277,10 @@ def stream_through_litert(path, mixture):
     """Feed `mixture` (batch, samples, channels) block by block through the streaming TFLite file, as an app
     would, then zeros to flush the latency; returns {source: stems aligned with the mixture}."""
     from tfsep.export import STATE
-    from tfsep.models import tflite_metadata
+    from tfsep.formats import tflite
 
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
-    description = tflite_metadata(path)
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
+    description = tflite.describe(path)
     block, latency = description["block_samples"], description["latency_samples"]
     runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
     batch, samples, channels = mixture.shape
@@ -301,13 +301,13 @@ def test_streaming_tflite_matches_offline_separation_away_from_the_start(archite
     import tfsep
     from tfsep._keras import keras
     from tfsep.export import export_tflite
-    from tfsep.models import tflite_metadata
+    from tfsep.formats import tflite
 
     keras.utils.set_random_seed(0)  # fixed weights: with unseeded ones umx's SDR varied around 70 dB
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64)
     path = export_tflite(model, tmp_path / "stream.tflite", block_seconds=0.1, context_seconds=context)
     assert all(custom is None for _, custom in operator_codes(path))
-    description = tflite_metadata(path)
+    description = tflite.describe(path)
     block, state = description["block_samples"], description["state_samples"]
     assert block % 64 == 0 and state == 2 * description["latency_samples"]
     mixture = waveforms(2, 12 * block + 100, seed=5)
@@ -357,7 +357,7 @@ def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
     x = np.concatenate([np.ones(30), -np.ones(20)]).astype(np.float32)[None, :, None]  # cell: up to 30, down to 10
     path = tmp_path / "lstm.tflite"
     path.write_bytes(convert_to_tflite(model))
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     output = next(iter(litert.Interpreter(model_path=str(path)).get_signature_runner()(waveform=x).values()))
     expected = model.predict(x, verbose=0)
     assert expected[0, -1].min() > 0.99  # tanh(10): a clip at ±10 would have brought the cell to -10
@@ -368,16 +368,17 @@ def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
 def test_segmented_models_hold_a_chunk_signature_sharing_the_weights(tmp_path):
     import tfsep
     from tfsep.export import convert_to_tflite, export_tflite
-    from tfsep.models import chunk_model, reconfigure, tflite_metadata
+    from tfsep.formats import tflite
+    from tfsep.models import chunk_model, reconfigure
 
     model = tfsep.build_model("unet", ("vocals", "accompaniment"), RATE, n_fft=256, hop=64, size="small",
                               framing="pad_end", segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")
     path = export_tflite(model, tmp_path / "segmented.tflite")
-    assert tflite_metadata(path)["segment_frames"] == 64 and tflite_metadata(path)["framing"] == "pad_end"
+    assert tflite.describe(path)["segment_frames"] == 64 and tflite.describe(path)["framing"] == "pad_end"
     assert all(custom is None for _, custom in operator_codes(path))
     one_signature = convert_to_tflite(reconfigure(model, inverse_fft="builtin"))
     assert path.stat().st_size < 1.2 * len(one_signature)  # the weights are stored once
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     interpreter = litert.Interpreter(model_path=str(path), num_threads=2)
     assert set(interpreter.get_signature_list()) == {"serving_default", "chunk"}
     mixture = waveforms(1, 64 * 70 + 256)

@@ -5,6 +5,7 @@ import pytest
 import scipy.signal
 import tensorflow as tf
 
+from tfsep.framing import num_frames
 from tfsep.layers import (
     INVERSE_FFTS,
     STFT,
@@ -19,7 +20,6 @@ from tfsep.layers import (
     RatioMasks,
     WienerFilter,
     irfft,
-    num_frames,
     overlap_add,
 )
 

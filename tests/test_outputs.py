@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -201,13 +202,59 @@ def test_a_closed_stdout_pipe_does_not_stop_the_batch(tiny_model_file, tmp_path,
     assert "Traceback" not in (tmp_path / "err").read_text()
 
 
-def test_flac_defaults_to_24_bit_and_refuses_float_naming_what_works(separator, song, tmp_path):
-    written = separator.separate_file(song, tmp_path / "out", "{track}/{source}.flac")
-    assert soundfile.info(written["vocals"]).subtype == "PCM_24"
-    assert soundfile.info(separator.separate_file(song, tmp_path / "wav")["vocals"]).subtype == "FLOAT"
+@pytest.mark.parametrize("template, bits, subtype", [
+    ("{track}/{source}.wav", None, "PCM_16"), ("{track}/{source}.flac", None, "PCM_16"),
+    ("{track}/{source}.wav", "24", "PCM_24"), ("{track}/{source}.flac", "24", "PCM_24"),
+    ("{track}/{source}.wav", "32", "FLOAT"), ("{track}/{source}.wav", "float", "FLOAT"),
+    ("{track}/{source}.mp3", None, "MPEG_LAYER_III")])
+def test_stems_are_16_bit_by_default_in_every_format(separator, song, tmp_path, template, bits, subtype):
+    written = separator.separate_file(song, tmp_path / "out", template, bits=bits)
+    assert soundfile.info(written["vocals"]).subtype == subtype
+    stem, rate = soundfile.read(written["vocals"], dtype="float32")
+    assert rate == RATE and stem.shape[1] == 2 and abs(len(stem) - RATE) < RATE // 4  # mp3 adds encoder padding
+
+
+def test_formats_that_cannot_hold_the_samples_are_refused_naming_what_works(separator, song, tmp_path):
     with pytest.raises(ValueError, match="FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24"):
-        separator.separate_file(song, tmp_path / "f", "{track}/{source}.flac", bits="float")
+        separator.separate_file(song, tmp_path / "f", "{track}/{source}.flac", bits="32")
+    with pytest.raises(ValueError, match="an mp3 holds no bit depth: leave --bits out"):
+        separator.separate_file(song, tmp_path / "f", "{track}/{source}.mp3", bits="16")
     assert not (tmp_path / "f").exists()
+
+
+def test_a_format_flag_and_a_template_agree_or_are_refused():
+    from tfsep.outputs import DEFAULT_TEMPLATE, with_format
+
+    assert with_format(DEFAULT_TEMPLATE, "flac") == "{track}/{source}.flac"
+    assert with_format("{track}_{source}", "mp3") == "{track}_{source}.mp3"
+    assert with_format("{track}_{source}.MP3", "mp3") == "{track}_{source}.MP3"
+    assert with_format("{track}_{source}.flac", None) == "{track}_{source}.flac"
+    with pytest.raises(ValueError, match="writes .wav files, not flac: give one of --format and --template"):
+        with_format("{track}_{source}.wav", "flac")
+
+
+@pytest.mark.parametrize("bits, limited", [(None, True), ("24", True), ("float", False)])
+def test_samples_beyond_full_scale_are_limited_and_counted_never_wrapped(separator, tmp_path, rng, bits, limited):
+    """An integer format cannot hold a stem beyond ±1: it is limited to full scale, with a warning that counts the
+    samples, and never wraps around to the other sign; float keeps it."""
+    from tfsep.outputs import ClippingWarning
+
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, rng.uniform(-6.0, 6.0, (RATE, 2)), RATE, subtype="FLOAT")
+    expected = np.stack(list(separator.separate(soundfile.read(loud, dtype="float32")[0], RATE).values()))
+    beyond = np.count_nonzero(np.abs(expected) > 1.0)
+    assert beyond > 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = separator.separate_file(loud, tmp_path / "out", bits=bits)
+    stems = np.stack([soundfile.read(path, dtype="float32")[0] for path in written.values()])
+    clipped = [w for w in caught if issubclass(w.category, ClippingWarning)]
+    if limited:
+        assert len(clipped) == 1 and f"{beyond} of its stems' {expected.size} samples" in str(clipped[0].message)
+        np.testing.assert_allclose(stems, np.clip(expected, -1.0, 1.0), atol=2 / 2**15)
+    else:
+        assert not clipped
+        np.testing.assert_allclose(stems, expected, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -223,10 +270,8 @@ def test_existing_outputs_are_refused_before_the_model_loads(tiny_model_file, so
     again = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", broken, "-o",
                             tmp_path / "out", "-q"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
-    assert again.stderr.splitlines() == [
-        f"tfsep: error: {tmp_path / 'out' / 'song' / 'vocals.wav'}: already exists (use --overwrite to replace it)",
-        "tfsep: 1 of 1 files failed:",
-        f"  {tmp_path / 'out' / 'song' / 'vocals.wav'}: already exists (use --overwrite to replace it)"]
+    assert again.stderr.splitlines() == [  # once: a summary follows only several files
+        f"tfsep: error: {tmp_path / 'out' / 'song' / 'vocals.wav'}: already exists (use --overwrite to replace it)"]
     forced = subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", song, "--model", broken, "-o",
                              tmp_path / "out", "-q", "--overwrite"], capture_output=True, text=True, timeout=300)
     assert forced.returncode == 1 and "broken.keras: not a loadable tfsep model" in forced.stderr, forced.stderr

@@ -170,15 +170,30 @@ def test_a_missing_band_tool_names_its_package(tool, package, monkeypatch):
         pytest.skip("needs the renderer")
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == tool else which(name))
-    with pytest.raises(render.RenderError, match=f"apt-get install {package}`"):
+    with pytest.raises(render.RenderError, match=f"rendering needs {package}, not installed here: apt-get install -y "
+                       f"{package} "):
         render.Instruments("band")
     render.Instruments("satb")  # the chorales alone need neither
 
 
-def test_cli_reports_a_missing_fluidsynth_in_one_line(tmp_path):
+def test_cli_names_every_missing_package_and_the_command_that_installs_them_in_one_line(tmp_path):
+    """With no tool on the PATH (fluidsynth, mma, espeak-ng), one line names them and the apt-get command."""
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "tfsep.cli", "render-dataset", str(tmp_path / "out")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == ("tfsep: error: FluidSynth is not installed: "
-                                     "install it with `apt-get install fluidsynth`")
+    assert result.stderr.strip() == ("tfsep: error: rendering needs fluidsynth, mma, espeak-ng, not installed here: "
+                                     "apt-get install -y fluidsynth mma espeak-ng (as root on Debian or Ubuntu)")
+
+
+def test_every_missing_package_of_a_layout_is_named(monkeypatch):
+    monkeypatch.setattr(render.timbres, "find_file", lambda name, folders=None: None)
+    monkeypatch.setattr(render.songs, "FREEDOOM_WADS", ("/nowhere/freedoom1.wad",))
+    with pytest.raises(render.RenderError) as raised:
+        render.require_packages("band")
+    for package in ("fluid-soundfont-gm", "opl3-soundfont", "timgm6mb-soundfont", "avldrums.lv2-soundfont",
+                    "freedoom"):
+        assert package in str(raised.value)
+    assert "hydrogen-drumkits" not in str(raised.value) and "fluidsynth," not in str(raised.value)
+    with pytest.raises(render.RenderError, match="rendering needs fluid-soundfont-gm, .*timgm6mb-soundfont, not "):
+        render.require_packages("satb")

@@ -48,7 +48,7 @@ def test_crossfaded_chunks_rebuild_an_identity_separation_exactly():
 
 
 def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny_model, tmp_path, rng):
-    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     from tfsep.export import export_tflite
 
     path = export_tflite(tiny_model, tmp_path / "tiny.tflite")
@@ -155,7 +155,7 @@ def test_summed_chunks_of_whole_segments_equal_the_whole_file_everywhere(framing
 
 @pytest.mark.slow
 def test_a_segmented_tflite_export_separates_through_its_chunk_signature(tmp_path, rng):
-    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     from tfsep.export import export_tflite
 
     model = segmented_model("pad_end")

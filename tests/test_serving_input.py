@@ -39,7 +39,7 @@ def test_litert_refuses_bad_input_to_both_forms_and_then_runs_good_input_unchang
     `Separator` does), and the interpreter is not left broken."""
     from tfsep.export import export_tflite
 
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the litert extra)")
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     folder = tmp_path_factory.getbasetemp() / "bad-input-forms"
     path = folder / f"{form}.tflite"
     if not path.exists():

@@ -96,6 +96,16 @@ def test_micro_batches_make_the_whole_batch_step():
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("batch, replicas, asked, fitted", [(16, 1, 8, 8), (2, 1, 8, 2), (12, 1, 8, 6), (16, 2, 8, 8),
+                                                          (6, 2, 2, 1), (7, 1, 4, 1)])
+def test_micro_batches_that_do_not_divide_the_batch_take_its_largest_divisor(batch, replicas, asked, fitted, capsys):
+    config = configuration.load_config(None, [f"data.batch_size={batch}", f"run.micro_batches={asked}"])
+    assert training.fitted_micro_batches(config, replicas) == fitted
+    said = capsys.readouterr().err
+    assert (f"running it as {fitted} slices of {batch // replicas // fitted}" in said) == (fitted != asked), said
+
+
+@pytest.mark.smoke
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -108,7 +118,6 @@ def test_micro_batches_make_the_whole_batch_step():
         (["data.gain=[2, 1]"], r"'data.gain' must be \[low, high\]"),
         (["loss.magnitude=0"], r"at least one loss"),
         (["epochs"], r"must look like section.key=value"),
-        (["run.micro_batches=3"], r"'run.micro_batches' \(3\) must divide data.batch_size \(16\)"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_key(overrides, message):

@@ -207,12 +207,13 @@ def resample(audio, rate_in, rate_out):
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-SUBTYPES = dict(zip(BIT_DEPTHS, ("PCM_16", "PCM_24", "FLOAT")))
-FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+SUBTYPES = dict(zip(BIT_DEPTHS, ("PCM_16", "PCM_24", "FLOAT", "FLOAT")))
+MP3 = "MPEG_LAYER_III"  # the subtype of .mp3 files, which hold no bit depth
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".mp3": "MP3"}
 
 
 def write(path, audio, sample_rate, subtype="FLOAT"):
-    """Write (samples, channels) audio to `path` atomically; the format follows the suffix (.wav, .flac)."""
+    """Write (samples, channels) audio to `path` atomically; the format follows the suffix (.wav, .flac, .mp3)."""
     writer = BlockWriter(path, sample_rate, audio.shape[1], subtype)
     try:
         writer.write(audio)
@@ -235,7 +236,7 @@ class BlockWriter:
         try:
             file_format = FORMATS.get(self.path.suffix.lower())
             if file_format is None:
-                raise ValueError(f"unknown output format {self.path.suffix!r}; use .wav or .flac")
+                raise ValueError(f"unknown output format {self.path.suffix!r}; use .wav, .flac or .mp3")
             if not soundfile.check_format(file_format, subtype):
                 raise ValueError(f"{file_format} cannot hold {subtype} samples")
             self.temporary = temporary_beside(self.path)

@@ -39,10 +39,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from tfsep import audio, backends, names
+from tfsep import audio, backends, formats, names, pretrained
 from tfsep.audio import AudioError
 from tfsep.outputs import DEFAULT_TEMPLATE, SeparationError, check_outputs, output_paths
-from tfsep.separate import Separator, model_path
+from tfsep.separate import Separator
 
 NAMESPACE = "tfsep"
 FAILURES = "_failures.jsonl"
@@ -143,7 +143,7 @@ class CutChunks(beam.DoFn):
 
 
 class SeparationModelHandler(ModelHandler):
-    """A Beam model handler over tfsep's own loaders (`backends.load`): `.keras`, a SavedModel version folder
+    """A Beam model handler over tfsep's own loaders (`formats.backend`): `.keras`, a SavedModel version folder
     (its `serving_default`), `.tflite` in LiteRT, or a pretrained name such as `spleeter:2stems`.
 
     Beam's own TensorFlow handlers load models with `tf.keras.models.load_model` and
@@ -160,7 +160,7 @@ class SeparationModelHandler(ModelHandler):
         self.wiener_iterations, self.griffin_lim_iterations = wiener_iterations, griffin_lim_iterations
 
     def load_model(self):
-        return backends.load(self.model, self.threads, self.wiener_iterations, self.griffin_lim_iterations)
+        return formats.backend(self.model, self.threads, self.wiener_iterations, self.griffin_lim_iterations)
 
     def run_inference(self, batch, model, inference_args=None):
         results = [None] * len(batch)
@@ -326,7 +326,7 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
     call, `pipeline_args` Beam's own options (default: the local runner on every core,
     `pipeline_options`). Returns a BatchResult; the failures are in `outdir/_failures.jsonl`.
     """
-    spec = str(model_path(model))
+    spec = str(pretrained.separation_model(model, wiener_iterations, griffin_lim_iterations))
     check = Separator.load(spec, chunk_seconds, overlap_seconds, wiener_iterations, griffin_lim_iterations, threads)
     settings = Settings(check.description, str(outdir), template, None if bits is None else str(bits), residual,
                         overwrite, chunk_seconds, overlap_seconds)

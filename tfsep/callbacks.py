@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from tfsep._keras import keras
 from tfsep.audio import error_reason
@@ -97,6 +98,31 @@ class WallClock(keras.callbacks.Callback):
         logs["minutes"] = self.minutes
         if self.limit is not None and self.minutes >= self.limit:
             self.model.stop_training = True
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """A progress bar of the epoch's steps showing the loss only (tqdm, on stderr), which it clears at the epoch's
+    end, so that `EpochSummary`'s line is all an epoch leaves on the terminal."""
+
+    def __init__(self, epochs, steps):
+        super().__init__()
+        self.epochs, self.steps, self.bar = epochs, steps, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
+                        dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if logs and "loss" in logs:
+            self.bar.set_postfix_str(f"loss {float(logs['loss']):.4g}", refresh=False)
+
+    def on_test_begin(self, logs=None):
+        if self.bar is not None:
+            self.bar.set_postfix_str("validating", refresh=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
 
 
 class EpochSummary(keras.callbacks.Callback):

@@ -17,13 +17,15 @@ Memory depends on the chunk length, never on the stream's. There are two ways to
   at every sample, with no overlap recomputed.
 """
 
+import collections
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from tfsep import names
-from tfsep.layers import leading_pad, num_frames, whole_hops, window_array
+from tfsep.framing import leading_pad, num_frames, whole_hops, window_array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,16 +73,42 @@ def chunk_plan(description, chunk_seconds, overlap_seconds=None):
     return ChunkPlan(chunk, overlap, None)
 
 
-def chunked(plan, description, separate_chunk, blocks):
+def chunked(plan, description, separate_chunk, blocks, workers=1):
     """Stem blocks (stems, n, channels) for a stream of mixture blocks (n, channels), by `plan`.
 
     `separate_chunk` maps one chunk, float32 (samples, channels), to its stems (stems,
     samples, channels): the model itself for crossfaded chunks, its `valid` form for summed ones.
+    With `workers` > 1 it is called on that many chunks at once, from as many threads (a
+    backend with one interpreter per thread), ahead of the chunk being joined; the result is
+    the same, and at most `workers` + 1 chunks are alive.
     """
     if plan.chunk_frames:
         return summed_chunks(separate_chunk, blocks, plan.chunk_frames, description["n_fft"], description["hop"],
-                             description["framing"], description["window"])
-    return crossfade_chunks(separate_chunk, blocks, plan.chunk, plan.overlap)
+                             description["framing"], description["window"], workers)
+    return crossfade_chunks(separate_chunk, blocks, plan.chunk, plan.overlap, workers)
+
+
+def _mapped(function, items, workers):
+    """(function(chunk), tag) for each (chunk, tag) of `items`, in order; with `workers` > 1 the calls run in a
+    thread pool, up to `workers` ahead of the one being consumed."""
+    if workers <= 1:
+        for chunk, tag in items:
+            yield function(chunk), tag
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsep-chunk") as pool:
+        running = collections.deque()
+        try:
+            for chunk, tag in items:
+                running.append((pool.submit(function, chunk), tag))
+                if len(running) > workers:
+                    future, tag = running.popleft()
+                    yield future.result(), tag
+            while running:
+                future, tag = running.popleft()
+                yield future.result(), tag
+        finally:
+            for future, _ in running:  # the consumer stopped early, or a chunk failed: start no more
+                future.cancel()
 
 
 def _own(stems):
@@ -90,20 +118,9 @@ def _own(stems):
     return stems if stems.flags.owndata and stems.flags.writeable else stems.copy()
 
 
-def crossfade_chunks(separate_chunk, blocks, chunk, overlap):
-    """Separate a stream of mixture blocks chunk by chunk, yielding stem blocks as they become final.
-
-    Args:
-        separate_chunk: float32 (samples, channels) -> (stems, samples, channels).
-        blocks: iterable of float32 (n, channels) arrays, the mixture in order.
-        chunk, overlap: in samples, 0 <= overlap < chunk; chunk k starts at k·(chunk − overlap).
-
-    Yields (stems, n, channels) arrays whose concatenation is as long as the mixture. In
-    an overlap, the earlier chunk fades out and the later one fades in, linearly.
-    """
-    step = chunk - overlap
-    fade_in = ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)[:, None] if overlap else None
-    buffer, pending, finished = None, None, False
+def _crossfade_inputs(blocks, chunk, step):
+    """(chunk, last) for the chunks of a stream of blocks: `chunk` samples starting every `step`, the last shorter."""
+    buffer, finished = None, False
     iterator = iter(blocks)
     while not finished:
         block = next(iterator, None)
@@ -113,16 +130,34 @@ def crossfade_chunks(separate_chunk, blocks, chunk, overlap):
             buffer = block if buffer is None else np.concatenate([buffer, block])
         while buffer is not None and (len(buffer) > chunk or (finished and len(buffer))):
             last = finished and len(buffer) <= chunk
-            stems = _own(separate_chunk(buffer[:chunk]))
-            if pending is not None:
-                stems[:, :overlap] = stems[:, :overlap] * fade_in + pending
-            if last:
-                yield stems
-                buffer = None
-            else:
-                pending = stems[:, step:] * (1.0 - fade_in) if overlap else None
-                yield stems[:, :step]
-                buffer = buffer[step:]
+            yield buffer[:chunk], last
+            buffer = None if last else buffer[step:]
+
+
+def crossfade_chunks(separate_chunk, blocks, chunk, overlap, workers=1):
+    """Separate a stream of mixture blocks chunk by chunk, yielding stem blocks as they become final.
+
+    Args:
+        separate_chunk: float32 (samples, channels) -> (stems, samples, channels).
+        blocks: iterable of float32 (n, channels) arrays, the mixture in order.
+        chunk, overlap: in samples, 0 <= overlap < chunk; chunk k starts at k·(chunk − overlap).
+        workers: chunks separated at once (`chunked`).
+
+    Yields (stems, n, channels) arrays whose concatenation is as long as the mixture. In
+    an overlap, the earlier chunk fades out and the later one fades in, linearly.
+    """
+    step = chunk - overlap
+    fade_in = ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)[:, None] if overlap else None
+    pending = None
+    for stems, last in _mapped(separate_chunk, _crossfade_inputs(blocks, chunk, step), workers):
+        stems = _own(stems)
+        if pending is not None:
+            stems[:, :overlap] = stems[:, :overlap] * fade_in + pending
+        if last:
+            yield stems
+        else:
+            pending = stems[:, step:] * (1.0 - fade_in) if overlap else None
+            yield stems[:, :step]
 
 
 def _window_sums(squared_window, hop, pad, positions, frames=None):
@@ -136,7 +171,34 @@ def _window_sums(squared_window, hop, pad, positions, frames=None):
     return values.sum(1), np.where(present, values, 0.0).sum(1)
 
 
-def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, window="hann"):
+def _summed_inputs(blocks, chunk_frames, n_fft, hop, pad, framing, ends):
+    """(chunk, tail) for the chunks of whole frames that `summed_chunks` separates: each chunk the samples its
+    frames span, zeros outside the stream; `tail` is None while the stream lasts, then whether it is the last.
+    Once the stream has ended, `ends` holds its length (`total`) and frame count (`frames`)."""
+    step, span = chunk_frames * hop, (chunk_frames - 1) * hop + n_fft
+    buffer, total, done = None, 0, 0  # the input from frame `done` on
+
+    def cut(frames):
+        length = (frames - 1) * hop + n_fft
+        chunk = np.zeros((length, buffer.shape[1]), np.float32)
+        chunk[: min(length, len(buffer))] = buffer[:length]
+        return chunk
+
+    for block in blocks:
+        total += len(block)
+        buffer = np.concatenate([np.zeros((pad, block.shape[1]), np.float32) if buffer is None else buffer, block])
+        while len(buffer) >= span:
+            yield cut(chunk_frames), None
+            buffer, done = buffer[step:], done + chunk_frames
+    if buffer is None:
+        return
+    ends.update(total=total, frames=num_frames(total, hop, n_fft, framing))
+    while (remaining := ends["frames"] - done) > 0:
+        yield cut(min(chunk_frames, remaining)), remaining <= chunk_frames
+        buffer, done = buffer[step:], done + chunk_frames
+
+
+def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, window="hann", workers=1):
     """Separate a stream of mixture blocks in chunks of whole frames of the stream's STFT, summing their outputs.
 
     The stream's STFT has frame k at samples [k·hop − pad, k·hop − pad + n_fft), with pad and
@@ -149,6 +211,7 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
             `valid` form (`models.chunk_model`): the chunk's overlap-added frames divided by
             the steady-state window sum.
         blocks: iterable of float32 (n, channels) arrays, the mixture in order.
+        workers: chunks separated at once (`chunked`).
 
     Yields (stems, n, channels) arrays whose concatenation is as long as the mixture: the
     chunks' outputs summed where they overlap, and divided again where the stream's frames
@@ -156,9 +219,8 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
     """
     pad = leading_pad(n_fft, framing)
     squared = window_array(window, n_fft).astype(np.float64) ** 2
-    step, span = chunk_frames * hop, (chunk_frames - 1) * hop + n_fft
-    start, total, emitted = -pad, 0, 0  # stream positions of buffer[0] and of the next sample to yield
-    buffer, pending = None, None  # the input from `start`; the output summed so far from `start`
+    step = chunk_frames * hop
+    start, emitted, pending, ends = -pad, 0, None, {}  # stream positions of the chunk and of the next sample to yield
 
     def final(stems, stop, frames=None):
         """The summed output at positions [emitted, stop) (from `stems`, which start at `start`), normalised."""
@@ -167,41 +229,22 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
         # Only within n_fft of the stream's ends may frames be missing.
         edges = np.arange(first, min(stop, n_fft))
         if frames is not None:
-            edges = np.union1d(edges, np.arange(max(first, total - n_fft), stop))
+            edges = np.union1d(edges, np.arange(max(first, ends["total"] - n_fft), stop))
         steady, present = _window_sums(squared, hop, pad, edges, frames)
         block[:, edges - first] *= (steady / present).astype(np.float32)[:, None]
         return block
 
-    def run(frames):
-        """The chunk of `frames` frames at `start`, separated and added to what is pending there."""
-        length = (frames - 1) * hop + n_fft
-        chunk = np.zeros((length, buffer.shape[1]), np.float32)
-        chunk[: min(length, len(buffer))] = buffer[:length]
-        stems = _own(separate_chunk(chunk))
+    inputs = _summed_inputs(blocks, chunk_frames, n_fft, hop, pad, framing, ends)
+    for stems, tail in _mapped(separate_chunk, inputs, workers):
+        stems = _own(stems)
         if pending is not None:
             stems[:, : pending.shape[1]] += pending
-        return stems
-
-    for block in blocks:
-        total += len(block)
-        buffer = np.concatenate([np.zeros((pad, block.shape[1]), np.float32) if buffer is None else buffer, block])
-        while len(buffer) >= span:
-            stems = run(chunk_frames)
-            if start + step > emitted:
-                yield final(stems, start + step)
-                emitted = start + step
-            buffer, pending, start = buffer[step:], stems[:, step:], start + step
-    if buffer is None:
-        return
-    frames = num_frames(total, hop, n_fft, framing)
-    while (remaining := frames - (start + pad) // hop) > 0:
-        stems = run(min(chunk_frames, remaining))
-        if remaining <= chunk_frames:
+        if tail:  # the last chunk: everything it holds is final
             pending = stems
             break
         if start + step > emitted:
-            yield final(stems, start + step, frames)
+            yield final(stems, start + step, None if tail is None else ends["frames"])
             emitted = start + step
-        buffer, pending, start = buffer[step:], stems[:, step:], start + step
-    if emitted < total:
-        yield final(pending, total, frames)
+        pending, start = stems[:, step:], start + step
+    if ends and emitted < ends["total"]:
+        yield final(pending, ends["total"], ends["frames"])

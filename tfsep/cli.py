@@ -48,16 +48,50 @@ def run_train(args):
     return 0
 
 
+def _needs_tensorflow(args):
+    """Whether the command runs TensorFlow: all but render-dataset, and separate with a LiteRT model (as the
+    shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
+    from tfsep import formats
+    from tfsep.pretrained import separation_model
+
+    if args.command == "render-dataset":
+        return False
+    if args.command == "separate":
+        args.model_file = separation_model(args.model, args.wiener, args.griffin_lim)
+        return formats.format_of(args.model_file) != "tflite"
+    return True
+
+
+def _sources(model):
+    """The source names of the model file `model`, or None if it cannot be described (loading it says why)."""
+    from tfsep import formats
+
+    try:
+        return tuple(formats.describe(model)["sources"])
+    except Exception:
+        return None
+
+
 def run_separate(args):
     from tqdm.auto import tqdm
 
     from tfsep.audio import AudioError
-    from tfsep.outputs import SeparationError, check_outputs, output_paths, refuse_existing
-    from tfsep.separate import Separator, model_path, model_sources
+    from tfsep.outputs import (
+        ClippingWarning,
+        SeparationError,
+        check_outputs,
+        output_paths,
+        refuse_existing,
+        subtype,
+        with_format,
+    )
+    from tfsep.separate import Separator
 
-    model = model_path(args.model)
+    model = args.model_file
+    args.template = with_format(args.template, args.file_format)
+    subtype(args.template, args.bits)  # a format that cannot hold these samples is refused before any work
     failures, inputs = [], list(args.inputs)
-    sources = model_sources(model)
+    sources = _sources(model)
     if sources is not None:  # outputs are checked before the model loads
         outputs = {path: output_paths(sources, path, args.output, args.template, args.residual) for path in inputs}
         check_outputs(outputs)
@@ -76,8 +110,13 @@ def run_separate(args):
     progress = not args.quiet
     for path in tqdm(inputs, desc="files", unit="file", disable=not progress or len(inputs) < 2):
         try:
-            written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
-                                              args.overwrite, progress=progress)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ClippingWarning)
+                written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
+                                                  args.overwrite, progress=progress)
+            for warning in caught:
+                if issubclass(warning.category, ClippingWarning):
+                    print(f"tfsep: warning: {warning.message}", file=sys.stderr)
         except (AudioError, SeparationError, OSError, ValueError) as error:
             if args.debug:
                 raise
@@ -86,12 +125,11 @@ def run_separate(args):
             continue
         if not args.quiet:
             say(f"{path} -> {', '.join(str(p) for p in written.values())}")
-    if failures:
+    if failures and len(args.inputs) > 1:  # each was said as it happened; a summary after several files
         print(f"tfsep: {len(failures)} of {len(args.inputs)} files failed:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failures else 0
 
 
 def run_batch(args):
@@ -102,8 +140,11 @@ def run_batch(args):
     except ImportError as error:
         raise ImportError(f"tfsep batch needs Apache Beam: pip install 'tfsep[beam]' ({error})") from None
 
+    from tfsep.outputs import with_format
+
     start = time.perf_counter()
-    result = batch.run(args.inputs, args.output, args.model, args.template, args.bits, args.residual, args.overwrite,
+    template = with_format(args.template, args.file_format)
+    result = batch.run(args.inputs, args.output, args.model, template, args.bits, args.residual, args.overwrite,
                        args.chunk, args.overlap, args.wiener, args.griffin_lim, args.batch_size,
                        pipeline_args=args.pipeline_args)
     for line in result.failures.read_text().splitlines() if result.failures else []:
@@ -119,7 +160,7 @@ def run_evaluate(args):
 
     if sum(x is not None for x in (args.model, args.oracle, args.estimates)) > 1:
         raise ValueError("give one of --model, --oracle and --estimates")
-    model = None if args.oracle or args.estimates else (args.model or "default")
+    model = None if args.oracle or args.estimates else (args.model or "band")
     report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
                       report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs,
                       max_tracks=args.max_tracks, progress=not args.quiet, remainder=args.remainder,
@@ -160,7 +201,9 @@ def run_export(args):
         target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context,
                                args.griffin_lim)
         form = "whole clips" if args.stream_block is None else "streaming"
-        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {args.quantize}, {form})")
+        weights = {"none": "float32", "float16": "float16", "dynamic-int8": "dynamic-range int8"}[args.quantize]
+        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {weights} weights, "
+              f"{form})")
         return 0
     for flag, value in (("--quantize", args.quantize != "none"), ("--stream-block", args.stream_block),
                         ("--stream-context", args.stream_context)):
@@ -173,8 +216,8 @@ def run_export(args):
 
 
 GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
-MODEL_HELP = ("a .keras model, a whole-clip .tflite file, a SavedModel version folder from tfsep export, or a "
-              "pretrained name: spleeter:2stems (fetched and converted on first use); default: the shipped model")
+MODEL_HELP = ("a .keras model, a whole-clip .tflite file, a SavedModel version folder from tfsep export, or a name: "
+              "band (the shipped model, the default) or spleeter:2stems (fetched and converted on first use)")
 
 
 def _separation_options(command):
@@ -182,9 +225,13 @@ def _separation_options(command):
     command.add_argument("-o", "--output", type=Path, default=Path("separated"), help="output folder (separated)")
     command.add_argument("--model", help=MODEL_HELP)
     command.add_argument("--template", default="{track}/{source}.wav",
-                         help="output path inside the folder, with {track} and {source}; .wav or .flac "
+                         help="output path inside the folder, with {track} and {source}; .wav, .flac or .mp3 "
                          "(default {track}/{source}.wav)")
-    command.add_argument("--bits", choices=names.BIT_DEPTHS, help="sample format (float for .wav, 24 for .flac)")
+    command.add_argument("--format", dest="file_format", choices=names.AUDIO_FORMATS,
+                         help="stem file format (default: the template's, wav)")
+    command.add_argument("--bits", choices=names.BIT_DEPTHS,
+                         help="sample format of wav and flac stems: 16 (default), 24, or 32 = float (wav only); "
+                         "samples beyond full scale are limited to it, and counted, unless float")
     command.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     command.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
     command.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
@@ -276,7 +323,8 @@ def build_parser():
         description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/, or as a "
         "TFLite file OUTPUT with builtin ops only.",
     )
-    export.add_argument("model", metavar="MODEL", help="a .keras model or a pretrained name (spleeter:2stems)")
+    export.add_argument("model", metavar="MODEL",
+                        help="a .keras model or a name: band (the shipped model), spleeter:2stems")
     export.add_argument("--format", choices=names.EXPORT_FORMATS, default="savedmodel")
     export.add_argument("--output", type=Path, required=True,
                         help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
@@ -427,7 +475,7 @@ def main(argv=None):
     signal.signal(signal.SIGALRM, _retry)
     sys.unraisablehook = _unraisable
     try:
-        if args.command != "render-dataset":  # every other command runs TensorFlow
+        if _needs_tensorflow(args):
             quiet.import_tensorflow()
         code = args.run(args)
         return _stopped(_stopped_by[0]) if _stopped_by else code  # a stop held until the work was done

@@ -271,9 +271,6 @@ def _check_combinations(config):
     if config.data.cache_dir is not None and config.data.format == "musdb":
         raise ConfigError("config key 'data.cache_dir' applies to data.format folder only (the musdb package "
                           "decodes .stem.mp4 tracks itself)")
-    if config.data.batch_size % config.run.micro_batches:
-        raise ConfigError(f"config key 'run.micro_batches' ({config.run.micro_batches}) must divide data.batch_size "
-                          f"({config.data.batch_size})")
     if config.model.hop > config.model.n_fft:
         raise ConfigError(f"config key 'model.hop' ({config.model.hop}) must not exceed model.n_fft "
                           f"({config.model.n_fft})")

@@ -72,7 +72,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
              griffin_lim=None):
     """Separate every track of `subset` and score it; returns the metrics dict written to `report`/metrics.json.
 
-    Give one of `model` (a `.keras` path, a SeparationModel, or "default" for the shipped
+    Give one of `model` (a model file, a SeparationModel, or a name such as "band", the shipped
     model), `oracle` (irm, ibm or wiener; computed at each track's own rate with
     `n_fft`/`hop`) or `estimates`, a folder of another system's estimates laid out as
     ESTIMATES/<track>/<source>.wav (museval's layout), scored as they are. Model estimates
@@ -99,7 +99,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     if model is not None:
         options = {"wiener_iterations": wiener, "griffin_lim_iterations": griffin_lim}
         separator = Separator(model, **options) if hasattr(model, "sources") else Separator.load(
-            None if model == "default" else model, **options)
+            model, **options)
         sources = separator.sources
     sources = tuple(sources)
     tracks = data.find_tracks(dataset, subset, sources, remainder)[:max_tracks]

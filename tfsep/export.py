@@ -17,7 +17,7 @@ signature itself.
 `export_tflite(model, PATH)` writes one `.tflite` file that converts with TFLite builtin
 ops only (no Flex), with a resizable input length and batch: signature `serving_default`,
 input `waveform`, outputs named by the sources, and the same description as a "tfsep"
-JSON entry in the flatbuffer's metadata (`models.tflite_metadata(PATH)` reads it back). With
+JSON entry in the flatbuffer's metadata (`formats.tflite.describe(PATH)` reads it back). With
 `block_seconds`, it writes the streaming form instead (see `streaming_model`): fixed,
 hop-aligned blocks in, the stems of an earlier block out, and the recent input carried
 as explicit state.
@@ -36,8 +36,9 @@ import tensorflow as tf
 from tfsep import files, networks, quiet
 from tfsep._keras import keras
 from tfsep._version import __version__
-from tfsep.layers import whole_hops
-from tfsep.models import TFLITE_METADATA, chunk_model, describe, inference_model, reconfigure
+from tfsep.formats.tflite import METADATA as TFLITE_METADATA
+from tfsep.framing import whole_hops
+from tfsep.models import chunk_model, describe, inference_model, reconfigure
 from tfsep.names import QUANTIZATIONS
 
 STATE = "next_state"  # the streaming form's state output; no source may take this name

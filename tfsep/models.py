@@ -8,13 +8,13 @@
 """
 
 import inspect
-import json
 import re
 import zipfile
 from pathlib import Path
 
 from tfsep import files, networks
 from tfsep._keras import keras
+from tfsep.framing import check_stft_settings
 from tfsep.layers import (
     STFT,
     ApplyMasks,
@@ -28,11 +28,9 @@ from tfsep.layers import (
     RatioMasks,
     SplitSources,
     WienerFilter,
-    check_stft_settings,
 )
 from tfsep.names import SOURCES
 
-TFLITE_METADATA = "tfsep"  # the name of the description that TFLite exports carry in their metadata
 _SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -192,11 +190,17 @@ def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **o
 
 def describe(model):
     """What running `model` takes: sources, rate, channels, STFT settings and segment length (0: none)."""
-    config = model.get_config()
+    return describe_config(model.get_config())
+
+
+def describe_config(config):
+    """`describe` of the model that `config` (a SeparationModel's `get_config()`) builds, without building it."""
+    defaults = {name: parameter.default for name, parameter in inspect.signature(SeparationModel).parameters.items()}
+    config = {**defaults, **config}
     options = networks.network_options(config["architecture"], config["size"], config["network"])
     keys = ("sample_rate", "channels", "n_fft", "hop", "window", "framing", "wiener_iterations",
             "griffin_lim_iterations", "architecture")
-    return {"sources": list(model.sources), **{key: config[key] for key in keys},
+    return {"sources": list(config["sources"]), **{key: config[key] for key in keys},
             "segment_frames": networks.segment_frames(config["architecture"], options) or 0}
 
 
@@ -297,19 +301,3 @@ def load_model(path):
     if not isinstance(model, SeparationModel):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a tfsep SeparationModel")
     return model
-
-
-def tflite_metadata(path):
-    """The description that `export.export_tflite` embedded in the TFLite file at `path`."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    try:
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(path).read_bytes()))
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
-    except Exception:  # the flatbuffer reader fails on other bytes with struct, index or unicode errors
-        raise ValueError(f"{path}: not a TFLite model file") from None
-    for entry in model.metadata or []:
-        if entry.name in (TFLITE_METADATA, TFLITE_METADATA.encode()):
-            return json.loads(bytes(model.buffers[entry.buffer].data))
-    raise ValueError(f"{path}: has no tfsep metadata")

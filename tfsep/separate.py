@@ -1,7 +1,8 @@
 """Separator: a separation model applied to arrays and files of any length, in chunks.
 
-The model runs in a backend (`backends`: Keras, a SavedModel export, or LiteRT for a `.tflite` file) on the
-chunks of `chunking`'s plan, so memory depends on the chunk length, never on the file's.
+The model runs in a backend (`backends`, made by `formats`: Keras, a SavedModel export, or LiteRT for a `.tflite`
+file) on the chunks of `chunking`'s plan, so memory depends on the chunk length, never on the file's. This module
+imports no TensorFlow: a LiteRT model, such as the shipped one's TFLite form, separates without it.
 
 Channels: the model takes `channels` (2) at a time. A mono file is given to the model as
 two identical channels and its stems are mono. A file with more channels is separated in
@@ -13,38 +14,28 @@ written block by block by an `outputs.StemWriter`, which commits the stems as on
 only when the whole file has been separated.
 """
 
-import json
-import zipfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import soxr
 from tqdm.auto import tqdm
 
-from tfsep import audio, backends, chunking, files, pretrained
-from tfsep.backends import KerasBackend, LiteRTBackend
-from tfsep.models import tflite_metadata
+from tfsep import audio, backends, chunking, formats, pretrained
 from tfsep.names import CHUNK_SECONDS
 from tfsep.outputs import (
     DEFAULT_TEMPLATE,
     RESIDUAL,
+    ClippingWarning,
     SeparationError,
     StemWriter,
     check_outputs,
+    clipping_message,
     output_paths,
     refuse_existing,
     subtype,
 )
 
-
-def _default_model():
-    """The shipped model: inside the installed package (a wheel), else in the source checkout."""
-    package = Path(__file__).resolve().parent
-    packaged = package / "saved_models" / "band" / "model.keras"
-    return packaged if packaged.is_file() else package.parent / "saved_models" / "band" / "model.keras"
-
-
-DEFAULT_MODEL = _default_model()
 BLOCK_SAMPLES = 441000  # file I/O block, 10 s at 44.1 kHz
 MAX_AMPLITUDE = 1000.0  # +60 dB over full scale: beyond it, samples are not audio at this scale
 
@@ -83,32 +74,8 @@ def _channel_groups(channels, group):
     return [[min(start + i, channels - 1) for i in range(group)] for start in range(0, channels, group)]
 
 
-def model_path(spec=None):
-    """The model file for `spec`: a path, a pretrained name (`pretrained.resolve`), or None for the shipped model."""
-    path = pretrained.resolve(spec) if spec is not None else DEFAULT_MODEL
-    if path == DEFAULT_MODEL and not path.is_file():
-        raise FileNotFoundError(f"{path}: the default model is not there; pass a model file (--model)")
-    return path
-
-
-def model_sources(path):
-    """The source names of the model file at `path`, read without building the model; None if unreadable
-    (loading it then says why)."""
-    try:
-        if Path(path).is_dir():  # a SavedModel export
-            return tuple(json.loads((Path(path) / "assets.extra" / "tfsep.json").read_text())["sources"])
-        if files.not_a_file(path):
-            return None
-        if Path(path).suffix.lower() == ".tflite":
-            return tuple(tflite_metadata(path)["sources"])
-        with zipfile.ZipFile(path) as archive:
-            return tuple(json.loads(archive.read("config.json"))["config"]["sources"])
-    except Exception:  # anything unreadable: load_model and from_tflite report it in their own words
-        return None
-
-
 class Separator:
-    """Separates mixtures with a SeparationModel, or its TFLite export (`from_tflite`), in chunks.
+    """Separates mixtures with a SeparationModel, or a model file of any form (`load`), in chunks.
 
     Args:
         model: a SeparationModel, or a `backends.Backend` (Keras, SavedModel, LiteRT).
@@ -127,6 +94,8 @@ class Separator:
                 raise ValueError("a backend's Wiener and Griffin-Lim iterations are set when it is made")
             self.backend = model
         else:
+            from tfsep.formats.keras import KerasBackend
+
             self.backend = KerasBackend(model, wiener_iterations, griffin_lim_iterations)
         self.model, self.description = self.backend.model, self.backend.description
         self.sources, self.sample_rate = tuple(self.description["sources"]), self.description["sample_rate"]
@@ -140,18 +109,12 @@ class Separator:
     @classmethod
     def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
              griffin_lim_iterations=None, threads=2):
-        """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT with `threads`), a
-        SavedModel version folder from `tfsep export`, or a pretrained name such as `spleeter:2stems`
-        (`pretrained.resolve`); no path: the shipped model (`backends.load`)."""
-        backend = backends.load(model_path(path), threads, wiener_iterations, griffin_lim_iterations)
-        return cls(backend, chunk_seconds, overlap_seconds)
-
-    @classmethod
-    def from_tflite(cls, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
-                    griffin_lim_iterations=None, threads=2):
-        """A Separator that runs a whole-clip TFLite file in LiteRT with `threads` threads
-        (`backends.LiteRTBackend`)."""
-        return cls(LiteRTBackend(path, threads, wiener_iterations, griffin_lim_iterations), chunk_seconds,
+        """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT on `threads` threads), a
+        SavedModel version folder from `tfsep export`, or a name: `band`, the shipped model (also taken when no
+        path is given; run in its TFLite form where LiteRT is installed, `pretrained.separation_model`), or a
+        pretrained one such as `spleeter:2stems` (`pretrained.resolve`)."""
+        path = pretrained.separation_model(path, wiener_iterations, griffin_lim_iterations)
+        return cls(formats.backend(path, threads, wiener_iterations, griffin_lim_iterations), chunk_seconds,
                    overlap_seconds)
 
     def _separate_chunk(self, mixture):
@@ -193,7 +156,8 @@ class Separator:
 
         if residual:
             at_model_rate = recording(at_model_rate)
-        stems = chunking.chunked(self.plan, self.description, self._separate_chunk, at_model_rate)
+        stems = chunking.chunked(self.plan, self.description, self._separate_chunk, at_model_rate,
+                                 self.backend.workers)
         if residual:
             stems = with_residual(stems)
         count = len(self.sources) + residual
@@ -229,11 +193,13 @@ class Separator:
                       overwrite=False, progress=False):
         """Separate the audio file `path` into `outdir`; returns {source: written path}.
 
-        The stems are written at the file's rate with `bits` (`outputs.subtype`), in the
-        format of the template's suffix (.wav or .flac), by an `outputs.StemWriter`, which
-        commits them as one set: on any error, or if another run commits first, every
-        existing output stays as it was. Existing outputs are refused unless `overwrite`,
-        before any work and again at the commit; so are outputs that collide (`check_outputs`).
+        The stems are written at the file's rate with `bits` (`outputs.subtype`: 16-bit by
+        default), in the format of the template's suffix (.wav, .flac or .mp3), by an
+        `outputs.StemWriter`, which commits them as one set: on any error, or if another run
+        commits first, every existing output stays as it was. Existing outputs are refused
+        unless `overwrite`, before any work and again at the commit; so are outputs that collide
+        (`check_outputs`). Samples beyond full scale, in formats bounded by it, are limited to
+        ±1, with an `outputs.ClippingWarning` that says how many.
         """
         path = Path(path)
         targets = self.output_paths(path, outdir, template, residual)
@@ -250,4 +216,7 @@ class Separator:
             if writer.samples == 0:
                 raise SeparationError(f"{path}: holds no samples")
             writer.commit(overwrite)
+        if writer.clipped:
+            total = writer.samples * len(targets) * found.channels
+            warnings.warn(ClippingWarning(clipping_message(path, writer.clipped, total, stem_subtype)), stacklevel=2)
         return targets

@@ -23,6 +23,7 @@ any moment keeps whole files, and unreadable ones stop a resumed run before it t
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from tfsep.callbacks import (
     RunBackup,
     StopOnNaN,
     TrainingError,
+    TrainingProgress,
     ValidationExamples,
     WallClock,
     best_validation_sdr,
@@ -291,8 +293,14 @@ def _callbacks(config, output, chief, example, nan_guard, resuming):
             keras.callbacks.TensorBoard(str(output / "tensorboard")),
             ValidationExamples(output / "tensorboard", example, sources, config.data.sample_rate,
                                run.tensorboard_every),
-            EpochSummary(sources, schedule.epochs),
         ]
+        # The progress, then the epoch's line: Keras's own bar of every metric with run.verbose 2, else a bar of
+        # the loss that clears itself (verbose 1), or none (0). Keras's bar finishes before the line is printed.
+        if run.verbose == 2:
+            callbacks.append(keras.callbacks.ProgbarLogger())
+        elif run.verbose == 1:
+            callbacks.append(TrainingProgress(schedule.epochs, config.data.steps_per_epoch))
+        callbacks.append(EpochSummary(sources, schedule.epochs))
     # Last, so that an epoch counts as done only once its checkpoint and history row are written.
     return callbacks + [RunBackup(output / "backup", nan_guard)]
 
@@ -384,7 +392,7 @@ def _fit(config, strategy, chief, output):
             freeze_batch_norm(model)
         elif not done:
             set_input_normalization(model, training.take(config.schedule.normalization_batches))
-        trainer = training_model(model, magnitudes, config.run.micro_batches)
+        trainer = training_model(model, magnitudes, fitted_micro_batches(config, strategy.num_replicas_in_sync))
         compile_model(trainer, config)
         if done:
             if best.is_file():
@@ -399,7 +407,7 @@ def _fit(config, strategy, chief, output):
         initial_epoch=done,
         steps_per_epoch=config.data.steps_per_epoch,
         callbacks=_callbacks(config, output, chief, example, nan_guard, done > 0),
-        verbose=config.run.verbose if chief else 0,
+        verbose=1 if chief and config.run.verbose == 2 else 0,  # the callbacks above show the progress
         shuffle=False,  # the stream is already random
     )
     if best.is_file():
@@ -421,6 +429,18 @@ def _fit(config, strategy, chief, output):
         raise TrainingError(f"the training loss became NaN at epoch {epoch}, batch {batch}, and the run stopped; "
                             f"{kept}; {resume} (lower optimizer.learning_rate or raise optimizer.clipnorm first)")
     return history
+
+
+def fitted_micro_batches(config, replicas=1):
+    """`run.micro_batches`, or if it does not divide each replica's batch the largest number of slices that does,
+    saying so in one line: a small batch tried on a CPU takes the config's other settings as they are."""
+    per_replica, asked = max(1, config.data.batch_size // replicas), config.run.micro_batches
+    fitted = max(k for k in range(1, min(asked, per_replica) + 1) if per_replica % k == 0)
+    if fitted != asked:
+        print(f"tfsep: run.micro_batches {asked} does not divide the batch of {per_replica}"
+              f"{' per replica' if replicas > 1 else ''}; running it as {fitted} slices of {per_replica // fitted}",
+              file=sys.stderr)
+    return fitted
 
 
 def _keep_history_rows(path, count):

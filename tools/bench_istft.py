@@ -17,7 +17,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfsep.layers import INVERSE_FFTS, InverseSTFT, num_frames
+from tfsep.framing import num_frames
+from tfsep.layers import INVERSE_FFTS, InverseSTFT
 
 
 def main():

@@ -65,7 +65,7 @@ def litert_runs(model, chunks, threads):
 
     from tfsep._keras import keras
     from tfsep.export import convert_to_tflite
-    from tfsep.layers import num_frames
+    from tfsep.framing import num_frames
     from tfsep.models import reconfigure
 
     builtin = reconfigure(model, inverse_fft="builtin")

@@ -1,0 +1,52 @@
+"""A `.keras` file saved from a SeparationModel: described from its config, run as one traced `tf.function`."""
+
+import json
+import zipfile
+
+from tfsep import files
+from tfsep.backends import Backend
+
+
+def describe(path):
+    """The model's description from the archive's config.json, without building it."""
+    from tfsep.models import describe_config
+
+    files.check_regular_file(path, missing="no such model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))["config"]
+        return describe_config(config)
+    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError):
+        raise ValueError(f"{path}: not a .keras model file with a tfsep model's config") from None
+
+
+def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
+    from tfsep.models import load_model
+
+    return KerasBackend(load_model(path), wiener_iterations, griffin_lim_iterations)
+
+
+class KerasBackend(Backend):
+    """A SeparationModel run as one traced `tf.function`, in its fastest TensorFlow form (`models.inference_model`).
+
+    Args:
+        model: a SeparationModel.
+        wiener_iterations, griffin_lim_iterations: if given, the model is rebuilt with this many
+            Wiener EM iterations, or Griffin-Lim iterations from the mixture's phase.
+    """
+
+    def __init__(self, model, wiener_iterations=None, griffin_lim_iterations=None):
+        import tensorflow as tf
+
+        from tfsep.models import chunk_model, describe, inference_model
+
+        self.model = inference_model(model, wiener_iterations=wiener_iterations,
+                                     griffin_lim_iterations=griffin_lim_iterations)
+        self.description = describe(self.model)
+        form = chunk_model(self.model) if self.description["segment_frames"] else self.model
+        spec = tf.TensorSpec((None, None, self.description["channels"]), tf.float32)
+        self._run = tf.function(form, input_signature=[spec], reduce_retracing=True)
+        self._constant = tf.constant
+
+    def __call__(self, batch):
+        return {source: stem.numpy() for source, stem in self._run(self._constant(batch)).items()}

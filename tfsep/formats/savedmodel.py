@@ -1,0 +1,48 @@
+"""A TF Serving SavedModel version folder written by `tfsep export` (e.g. `serving/band/1`), run through its
+`serving_default` signature as a server would; its description is the export's `assets.extra/tfsep.json`."""
+
+import json
+from pathlib import Path
+
+from tfsep import audio
+from tfsep.backends import Backend, check_fixed_iterations
+
+DESCRIPTION = Path("assets.extra") / "tfsep.json"
+
+
+def describe(path):
+    try:
+        return json.loads((Path(path) / DESCRIPTION).read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{path}: not a tfsep SavedModel export (no readable {DESCRIPTION})") from None
+
+
+def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
+    return SavedModelBackend(path, wiener_iterations, griffin_lim_iterations)
+
+
+class SavedModelBackend(Backend):
+    """A SavedModel export's `serving_default` signature.
+
+    Its Wiener and Griffin-Lim iterations were fixed at export. Models that cut frames into
+    segments are refused: the SavedModel holds their whole-clip form only, not the `valid`
+    form that exact chunking needs (use the `.keras` or `.tflite` file).
+    """
+
+    def __init__(self, path, wiener_iterations=None, griffin_lim_iterations=None):
+        import tensorflow as tf
+
+        description = describe(path)
+        check_fixed_iterations(path, description, wiener_iterations, griffin_lim_iterations)
+        if description.get("segment_frames"):
+            raise ValueError(f"{path}: this model cuts its frames into segments, which the SavedModel cannot chunk "
+                             "exactly; separate with its .keras or .tflite file")
+        try:
+            self._serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        except Exception as error:
+            raise ValueError(f"{path}: not a loadable SavedModel ({audio.error_reason(error)})") from None
+        self.description = description
+        self._constant = tf.constant
+
+    def __call__(self, batch):
+        return {source: stem.numpy() for source, stem in self._serve(waveform=self._constant(batch)).items()}
