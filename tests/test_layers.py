@@ -15,6 +15,7 @@ from tfsep.layers import (
     InverseSTFT,
     Magnitude,
     MaskMagnitude,
+    MixtureConsistency,
     Masks,
     PhaseReuse,
     RatioMasks,
@@ -277,6 +278,16 @@ def wiener_inputs(rng, channels, sources=3, frames=6, bins=5):
     y = masks * x[..., None]
     stack = lambda z: np.stack([z.real, z.imag], -1)[None].astype(np.float32)  # noqa: E731
     return x, y, stack(x), stack(y)
+
+
+@pytest.mark.smoke
+def test_mixture_consistency_shares_the_residual_evenly(rng):
+    stems = rng.normal(size=(2, 300, 2, 4)).astype(np.float32)
+    mixture = rng.normal(size=(2, 300, 2)).astype(np.float32)
+    projected = MixtureConsistency()([stems, mixture]).numpy()
+    np.testing.assert_allclose(projected, stems + (mixture - stems.sum(-1))[..., None] / 4, atol=1e-6)
+    np.testing.assert_allclose(projected.sum(-1), mixture, atol=1e-5)
+    np.testing.assert_array_equal(MixtureConsistency(False)([stems, mixture]).numpy(), stems)
 
 
 def test_wiener_with_zero_iterations_is_soft_masking(rng):

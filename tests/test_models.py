@@ -169,6 +169,21 @@ def test_griffin_lim_is_a_weightless_option_and_summed_chunks_refuse_it(rng):
         chunk_model(refined)
 
 
+def test_mixture_consistency_is_a_weightless_option_whose_stems_sum_to_the_mixture(rng):
+    model = build_model("bandconv", **TINY)
+    consistent = reconfigure(model, mixture_consistent=True)
+    assert consistent.get_config()["mixture_consistent"] and describe(consistent)["mixture_consistent"]
+    mixture = rng.uniform(-1, 1, (2, 3001, 2)).astype(np.float32)
+    plain, summed = model(mixture), consistent(mixture)
+    assert np.abs(sum(plain.values()).numpy() - mixture).max() > 1e-2  # sigmoid masks need not sum to one
+    np.testing.assert_allclose(sum(summed.values()).numpy(), mixture, atol=1e-5)
+    residual = (mixture - sum(plain.values()).numpy()) / len(plain)
+    for source in plain:
+        np.testing.assert_allclose(summed[source].numpy(), plain[source].numpy() + residual, atol=1e-5)
+    with pytest.raises(ValueError, match="shares the residual of whole signals"):
+        chunk_model(consistent)
+
+
 def test_inverse_fft_forms_give_the_same_stems_and_old_configs_take_the_signal_form(rng):
     model = build_model("bandconv", **TINY)
     builtin = reconfigure(model, inverse_fft="builtin")

@@ -60,9 +60,33 @@ def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny
         assert np.abs(separated[source] - expected[source]).max() <= 1e-4
     with pytest.raises(ValueError, match="export it again with --wiener 1"):
         Separator.load(path, wiener_iterations=1)
+    with pytest.raises(ValueError, match="was exported without --consistent; export it again with it"):
+        Separator.load(path, mixture_consistent=True)
     stream = export_tflite(tiny_model, tmp_path / "stream.tflite", block_seconds=0.1)
     with pytest.raises(ValueError, match="is the streaming form"):
         Separator.load(stream)
+
+
+def test_consistent_stems_sum_to_the_mixture_through_crossfaded_chunks_at_any_rate(tiny_model, rng):
+    """Each chunk's stems sum to the chunk, and crossfade weights sum to one: the file's stems sum to the file."""
+    consistent = Separator(tiny_model, chunk_seconds=1.0, overlap_seconds=0.25, mixture_consistent=True)
+    assert consistent.description["mixture_consistent"]
+    for rate, samples in ((RATE, RATE * 4 + 17), (RATE, 100), (11025, 11025 * 3)):
+        mixture = rng.uniform(-0.5, 0.5, (samples, 2)).astype(np.float32)
+        stems = consistent.separate(mixture, rate)  # at 11025 Hz, what lies above the model's 4 kHz is shared too
+        np.testing.assert_allclose(sum(stems.values()), mixture, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, form", [({}, ".tflite"), ({"mixture_consistent": True}, ".tflite"),
+                                           ({"wiener_iterations": 0}, ".tflite"),
+                                           ({"mixture_consistent": False}, ".keras"),
+                                           ({"wiener_iterations": 1}, ".keras")])
+def test_the_shipped_model_separates_in_its_tflite_form_unless_asked_for_what_that_lacks(options, form):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
+    from tfsep import pretrained
+
+    assert pretrained.separation_model("band", **options).suffix == form
+    assert pretrained.separation_model(None, **options).suffix == form
 
 
 def test_channels_rates_and_the_residual(separator, rng):

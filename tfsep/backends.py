@@ -23,11 +23,32 @@ class Backend:
         raise NotImplementedError
 
 
-def check_fixed_iterations(path, description, wiener_iterations, griffin_lim_iterations):
-    """Refuse Wiener or Griffin-Lim iterations other than those an export was made with."""
-    for key, flag, asked in (("wiener_iterations", "--wiener", wiener_iterations),
-                             ("griffin_lim_iterations", "--griffin-lim", griffin_lim_iterations)):
-        exported = description.get(key, 0)
-        if asked is not None and asked != exported:
-            raise ValueError(f"{path}: was exported with {exported} {key.split('_iter')[0].replace('_', '-')} "
-                             f"iterations; export it again with {flag} {asked}")
+# The weightless options that a separation may ask of a model (`models.reconfigure`): the flag that asks for each,
+# and its value in a model that does not say.
+OPTIONS = {"wiener_iterations": ("--wiener", 0), "griffin_lim_iterations": ("--griffin-lim", 0),
+           "mixture_consistent": ("--consistent", False)}
+
+
+def asked(options):
+    """The options of `OPTIONS` in `options` that were asked for (not None); ValueError for any other key."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown separation options {sorted(unknown)}; known: {sorted(OPTIONS)}")
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def differing(description, options):
+    """The asked `options` whose value differs from the one `description` (an export's) was made with."""
+    return {key: value for key, value in asked(options).items() if description.get(key, OPTIONS[key][1]) != value}
+
+
+def check_fixed_options(path, description, options):
+    """Refuse options other than those an export was made with, saying how to export it again."""
+    for key, value in differing(description, options).items():
+        flag, default = OPTIONS[key]
+        exported = description.get(key, default)
+        if isinstance(default, bool):
+            raise ValueError(f"{path}: was exported {'with' if exported else 'without'} {flag}; export it again "
+                             f"{'with' if value else 'without'} it")
+        raise ValueError(f"{path}: was exported with {exported} {flag[2:]} iterations; export it again with "
+                         f"{flag} {value}")

@@ -153,14 +153,14 @@ class SeparationModelHandler(ModelHandler):
     length runs as one call, and the inference is {source: (groups, samples, channels)}.
     """
 
-    def __init__(self, model, threads=2, wiener_iterations=None, griffin_lim_iterations=None, max_batch_size=4):
-        """`model`: the model file or folder's path (pretrained names are resolved by the launcher)."""
+    def __init__(self, model, threads=2, max_batch_size=4, **options):
+        """`model`: the model file or folder's path (pretrained names are resolved by the launcher); `options`:
+        its weightless options (`backends.OPTIONS`)."""
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size)
-        self.model, self.threads = model, threads
-        self.wiener_iterations, self.griffin_lim_iterations = wiener_iterations, griffin_lim_iterations
+        self.model, self.threads, self.options = model, threads, options
 
     def load_model(self):
-        return formats.backend(self.model, self.threads, self.wiener_iterations, self.griffin_lim_iterations)
+        return formats.backend(self.model, self.threads, **self.options)
 
     def run_inference(self, batch, model, inference_args=None):
         results = [None] * len(batch)
@@ -318,16 +318,16 @@ def _plan(paths, sources, settings):
 
 
 def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residual=False, overwrite=False,
-        chunk_seconds=names.CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None, griffin_lim_iterations=None,
-        batch_size=4, threads=2, pipeline_args=()):
+        chunk_seconds=names.CHUNK_SECONDS, overlap_seconds=None, batch_size=4, threads=2, pipeline_args=(),
+        **options):
     """Separate every audio file that `inputs` match into `outdir`, as `tfsep separate` would, on Apache Beam.
 
     The options are `tfsep separate`'s; `batch_size` is the most chunks run in one model
     call, `pipeline_args` Beam's own options (default: the local runner on every core,
     `pipeline_options`). Returns a BatchResult; the failures are in `outdir/_failures.jsonl`.
     """
-    spec = str(pretrained.separation_model(model, wiener_iterations, griffin_lim_iterations))
-    check = Separator.load(spec, chunk_seconds, overlap_seconds, wiener_iterations, griffin_lim_iterations, threads)
+    spec = str(pretrained.separation_model(model, **options))
+    check = Separator.load(spec, chunk_seconds, overlap_seconds, threads, **options)
     settings = Settings(check.description, str(outdir), template, None if bits is None else str(bits), residual,
                         overwrite, chunk_seconds, overlap_seconds)
     del check  # the workers load their own copy
@@ -335,8 +335,7 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
     paths, failures = match(inputs)
     todo, skipped = _plan(paths, settings.description["sources"], settings)
     scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=outdir)
-    handler = KeyedModelHandler(SeparationModelHandler(spec, threads, wiener_iterations, griffin_lim_iterations,
-                                                       batch_size))
+    handler = KeyedModelHandler(SeparationModelHandler(spec, threads, batch_size, **options))
     try:
         with beam.Pipeline(options=pipeline_options(pipeline_args)) as pipeline:
             cut = (pipeline | "files" >> beam.Create(todo) | "spread" >> beam.Reshuffle()

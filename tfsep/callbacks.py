@@ -101,8 +101,8 @@ class WallClock(keras.callbacks.Callback):
 
 
 class TrainingProgress(keras.callbacks.Callback):
-    """A progress bar of the epoch's steps showing the loss only (tqdm, on stderr), which it clears at the epoch's
-    end, so that `EpochSummary`'s line is all an epoch leaves on the terminal."""
+    """A progress bar of the epoch's steps showing the loss only (tqdm, on stderr, where it is a terminal), which it
+    clears at the epoch's end, so that `EpochSummary`'s line is all an epoch leaves on the terminal or in a log."""
 
     def __init__(self, epochs, steps):
         super().__init__()
@@ -110,7 +110,7 @@ class TrainingProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, disable=None)  # None: off where stderr is no terminal
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)

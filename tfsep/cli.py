@@ -48,6 +48,12 @@ def run_train(args):
     return 0
 
 
+def separation_options(args):
+    """The model's weightless options that the command line asks for (`backends.OPTIONS`; None: the model's)."""
+    return {"wiener_iterations": args.wiener, "griffin_lim_iterations": args.griffin_lim,
+            "mixture_consistent": args.consistent}
+
+
 def _needs_tensorflow(args):
     """Whether the command runs TensorFlow: all but render-dataset, and separate with a LiteRT model (as the
     shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
@@ -57,7 +63,7 @@ def _needs_tensorflow(args):
     if args.command == "render-dataset":
         return False
     if args.command == "separate":
-        args.model_file = separation_model(args.model, args.wiener, args.griffin_lim)
+        args.model_file = separation_model(args.model, **separation_options(args))
         return formats.format_of(args.model_file) != "tflite"
     return True
 
@@ -104,7 +110,7 @@ def run_separate(args):
                 inputs.remove(path)
     if inputs:
         separator = Separator.load(model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
-                                   wiener_iterations=args.wiener, griffin_lim_iterations=args.griffin_lim)
+                                   **separation_options(args))
         check_outputs({path: separator.output_paths(path, args.output, args.template, args.residual)
                        for path in inputs})
     progress = not args.quiet
@@ -145,8 +151,8 @@ def run_batch(args):
     start = time.perf_counter()
     template = with_format(args.template, args.file_format)
     result = batch.run(args.inputs, args.output, args.model, template, args.bits, args.residual, args.overwrite,
-                       args.chunk, args.overlap, args.wiener, args.griffin_lim, args.batch_size,
-                       pipeline_args=args.pipeline_args)
+                       args.chunk, args.overlap, args.batch_size, pipeline_args=args.pipeline_args,
+                       **separation_options(args))
     for line in result.failures.read_text().splitlines() if result.failures else []:
         print(f"tfsep: error: {json.loads(line)['reason']}", file=sys.stderr)
     print(f"separated {result.done} files ({result.audio_seconds:.1f} s of audio) in "
@@ -164,7 +170,7 @@ def run_evaluate(args):
     report = evaluate(args.dataset, args.subset, model=model, oracle=args.oracle, estimates=args.estimates,
                       report=args.report, sources=args.sources, wiener=args.wiener, jobs=args.jobs,
                       max_tracks=args.max_tracks, progress=not args.quiet, remainder=args.remainder,
-                      griffin_lim=args.griffin_lim)
+                      griffin_lim=args.griffin_lim, consistent=args.consistent)
     print(markdown_table(report), end="")
     print(f"report written to {args.report}")
     return 0
@@ -199,7 +205,7 @@ def run_export(args):
     model = load_model(source)
     if args.format == "tflite":
         target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context,
-                               args.griffin_lim)
+                               args.griffin_lim, args.consistent)
         form = "whole clips" if args.stream_block is None else "streaming"
         weights = {"none": "float32", "float16": "float16", "dynamic-int8": "dynamic-range int8"}[args.quantize]
         print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {weights} weights, "
@@ -210,7 +216,7 @@ def run_export(args):
         if value:
             raise ValueError(f"{flag} applies to --format tflite only")
     target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds,
-                               args.griffin_lim)
+                               args.griffin_lim, args.consistent)
     print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
     return 0
 
@@ -234,6 +240,9 @@ def _separation_options(command):
                          "samples beyond full scale are limited to it, and counted, unless float")
     command.add_argument("--residual", action="store_true", help="also write mixture minus the other stems")
     command.add_argument("--wiener", type=int, metavar="N", help="multichannel Wiener EM iterations")
+    command.add_argument("--consistent", action=argparse.BooleanOptionalAction,
+                         help="stems that sum to the mixture, each taking an equal share of the residual (default: "
+                         "the model's own; on for the shipped model)")
     command.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP)
     command.add_argument("--chunk", type=float, default=names.CHUNK_SECONDS,
                          help=f"chunk length in seconds ({names.CHUNK_SECONDS:g}; whole 11.9 s segments, at "
@@ -312,6 +321,8 @@ def build_parser():
                           "mixture minus the other sources (e.g. accompaniment for spleeter:2stems)")
     evaluate.add_argument("--report", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations for the model")
+    evaluate.add_argument("--consistent", action=argparse.BooleanOptionalAction,
+                          help="stems that sum to the mixture (default: the model's own)")
     evaluate.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", for the model or oracle")
     evaluate.add_argument("--jobs", type=int, default=2, help="museval worker processes (2)")
     evaluate.add_argument("--max-tracks", type=int, help="score only the first N tracks")
@@ -334,6 +345,8 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="tflite: replace an existing file")
     export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
+    export.add_argument("--consistent", action=argparse.BooleanOptionalAction,
+                        help="stems that sum to the mixture in the exported graph (default: the model's own)")
     export.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", in the exported graph")
     export.add_argument("--max-seconds", type=float, default=120.0,
                         help="savedmodel: most audio per request, batch × duration, refused beyond (120)")

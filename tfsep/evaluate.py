@@ -69,7 +69,7 @@ def _read_estimates(folder, sources, references, rate):
 
 def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, report=None, sources=SOURCES,
              wiener=None, jobs=2, max_tracks=None, n_fft=4096, hop=1024, progress=True, remainder=None,
-             griffin_lim=None):
+             griffin_lim=None, consistent=None):
     """Separate every track of `subset` and score it; returns the metrics dict written to `report`/metrics.json.
 
     Give one of `model` (a model file, a SeparationModel, or a name such as "band", the shipped
@@ -79,8 +79,9 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
     are computed at the model's rate and written back at the track's rate, as
     `tfsep separate` does. `remainder` names a source that tracks without a file for it
     take as the mixture minus the other sources (`data.find_tracks`), e.g. `accompaniment`
-    for a vocals/accompaniment model on a four-stem set. `wiener` and `griffin_lim` set the
-    model's iterations; `griffin_lim` also refines an oracle's phase.
+    for a vocals/accompaniment model on a four-stem set. `wiener`, `griffin_lim` and
+    `consistent` set the model's options (`backends.OPTIONS`; None: the model's own);
+    `griffin_lim` also refines an oracle's phase.
     """
     for module in ("museval", "matplotlib"):
         if importlib.util.find_spec(module) is None:
@@ -97,7 +98,7 @@ def evaluate(dataset, subset="test", model=None, oracle=None, estimates=None, re
         label = f"oracle {oracle}" + (f", {griffin_lim} Griffin-Lim iterations" if griffin_lim else "")
         oracle = functools.partial(oracle_separate, oracle, n_fft=n_fft, hop=hop, griffin_lim=griffin_lim or 0)
     if model is not None:
-        options = {"wiener_iterations": wiener, "griffin_lim_iterations": griffin_lim}
+        options = {"wiener_iterations": wiener, "griffin_lim_iterations": griffin_lim, "mixture_consistent": consistent}
         separator = Separator(model, **options) if hasattr(model, "sources") else Separator.load(
             model, **options)
         sources = separator.sources
@@ -168,8 +169,9 @@ def summarize(results, sources):
 
 def markdown_table(report_data):
     """The summary as a markdown table, one row per source and a mean row."""
+    count = len(report_data["tracks"])
     lines = [f"{report_data['separator']} on {report_data['dataset']} ({report_data['subset']}, "
-             f"{len(report_data['tracks'])} tracks)", "",
+             f"{count} track{'s' * (count != 1)})", "",
              "| source | SDR | global SDR | SI-SDR | SIR | SAR | ISR |", "| --- |" + " ---: |" * 6]
     for name, values in report_data["summary"].items():
         cells = [f"{values[key]:.2f}" if values[key] is not None else "–" for key in SUMMARY_KEYS]

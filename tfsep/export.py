@@ -87,7 +87,7 @@ class _Serving(tf.Module):
 
 
 def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterations=None, max_seconds=120.0,
-                      griffin_lim_iterations=None):
+                      griffin_lim_iterations=None, mixture_consistent=None):
     """Write `model` to `path/<version>/` for TF Serving; returns that folder.
 
     A request may hold at most `max_seconds` of audio (batch × samples, at the model's
@@ -97,7 +97,8 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     half-replaced; an existing `path/<version>` is refused. The graph takes the model's
     `bitcast` spectral form (`models.inference_model`), TensorFlow's fastest.
     """
-    model = inference_model(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations)
+    model = inference_model(model, wiener_iterations=wiener_iterations, griffin_lim_iterations=griffin_lim_iterations,
+                            mixture_consistent=mixture_consistent)
     hop = model.get_config()["hop"]
     chunk_samples = whole_hops(chunk_seconds, model.sample_rate, hop)
     target = Path(path) / str(int(version))
@@ -165,7 +166,7 @@ def streaming_model(model, block_seconds=1.0, context_seconds=None):
 
 
 def export_tflite(model, path, quantize="none", wiener_iterations=None, block_seconds=None, context_seconds=None,
-                  griffin_lim_iterations=None):
+                  griffin_lim_iterations=None, mixture_consistent=None):
     """Convert `model` to a TFLite file at `path` with builtin ops only; returns the path.
 
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
@@ -181,7 +182,7 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     config = model.get_config()
     changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations,
-               "inverse_fft": "builtin"}
+               "mixture_consistent": mixture_consistent, "inverse_fft": "builtin"}
     if config["architecture"] == "umx":
         changes["network"] = {**config["network"], "lstm": "fused"}
     model = reconfigure(model, **changes)

@@ -665,6 +665,36 @@ def _regularized_inverse(c_re, c_im, eps):
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
+class MixtureConsistency(Float32Layer):
+    """Stems that sum to the mixture: each takes an equal share of the residual, ŝ'_k = ŝ_k + (x − Σ_j ŝ_j) / K.
+
+    The projection onto mixture-consistent stems nearest to the estimates (the unweighted one of
+    Wisdom et al., "Differentiable consistency constraints for improved deep speech
+    enhancement", ICASSP 2019). With `enabled` False the stems pass unchanged.
+
+    Inputs: [stems (batch, samples, channels, sources), mixture (batch, samples, channels)].
+    Output: stems, the same shape.
+    """
+
+    def __init__(self, enabled=True, **kwargs):
+        super().__init__(**kwargs)
+        self.enabled = bool(enabled)
+
+    def call(self, inputs):
+        stems, mixture = inputs
+        if not self.enabled:
+            return stems
+        residual = tf.cast(mixture, tf.float32) - tf.reduce_sum(stems, axis=-1)
+        return stems + tf.expand_dims(residual, -1) / stems.shape[-1]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "enabled": self.enabled}
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
 class SplitSources(Float32Layer):
     """Split the stems along their last axis.
 

@@ -25,6 +25,7 @@ from tfsep.layers import (
     Magnitude,
     MaskMagnitude,
     Masks,
+    MixtureConsistency,
     RatioMasks,
     SplitSources,
     WienerFilter,
@@ -80,6 +81,8 @@ class SeparationModel(keras.Model):
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
         griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
             phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
+        mixture_consistent: stems that sum to the mixture, each taking an equal share of the
+            residual after the inverse STFT (`layers.MixtureConsistency`).
         inverse_fft: the form of the spectral ops, the same values in each: `signal` (tf.signal's
             inverse STFT, the form training and XLA take), `bitcast` (that inverse, the STFT and the
             mask product on complex tensors read in place: the fastest in TensorFlow without XLA,
@@ -105,6 +108,7 @@ class SeparationModel(keras.Model):
         mask_extension="average",
         wiener_iterations=0,
         griffin_lim_iterations=0,
+        mixture_consistent=False,
         inverse_fft="signal",
         size="base",
         network=None,
@@ -130,6 +134,7 @@ class SeparationModel(keras.Model):
         stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, inverse_fft,
                                   name="griffin_lim")([stem_spectra, mixture])
         stems = InverseSTFT(n_fft, hop, window, framing, inverse_fft, name="istft")([stem_spectra, mixture])
+        stems = MixtureConsistency(mixture_consistent, name="mixture_consistency")([stems, mixture])
         outputs = dict(zip(sources, SplitSources(len(sources), name="split_sources")(stems)))
         super().__init__(inputs=mixture, outputs=outputs, name=name)
 
@@ -148,6 +153,7 @@ class SeparationModel(keras.Model):
             "mask_extension": mask_extension,
             "wiener_iterations": wiener_iterations,
             "griffin_lim_iterations": griffin_lim_iterations,
+            "mixture_consistent": bool(mixture_consistent),
             "inverse_fft": inverse_fft,
             "size": size,
             "network": dict(network or {}),
@@ -199,7 +205,7 @@ def describe_config(config):
     config = {**defaults, **config}
     options = networks.network_options(config["architecture"], config["size"], config["network"])
     keys = ("sample_rate", "channels", "n_fft", "hop", "window", "framing", "wiener_iterations",
-            "griffin_lim_iterations", "architecture")
+            "griffin_lim_iterations", "mixture_consistent", "architecture")
     return {"sources": list(config["sources"]), **{key: config[key] for key in keys},
             "segment_frames": networks.segment_frames(config["architecture"], options) or 0}
 
@@ -240,6 +246,9 @@ def chunk_model(model):
     config = model.get_config()
     if config["griffin_lim_iterations"]:
         raise ValueError("Griffin-Lim needs whole signals, not summed chunks; use the mixture's phase with this model")
+    if config["mixture_consistent"]:
+        raise ValueError("mixture consistency shares the residual of whole signals, not of summed chunks; a model "
+                         "that cuts its frames into segments sums to the mixture with ratio masks instead")
     stft = (config["n_fft"], config["hop"], config["window"], "valid")
     core = keras.Model(model.get_layer("stft").output, model.get_layer("wiener").output, name=f"{model.name}_core")
     waveform = keras.Input(shape=(None, config["channels"]), name="waveform")

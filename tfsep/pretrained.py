@@ -25,6 +25,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from tfsep import backends, formats
 from tfsep.files import replace_atomically
 
 SHIPPED = "band"  # the name of the shipped default model
@@ -61,15 +62,18 @@ def shipped_model():
     return packaged if packaged.is_file() else package.parent / "saved_models" / SHIPPED / "model.keras"
 
 
-def separation_model(spec=None, wiener_iterations=None, griffin_lim_iterations=None):
-    """The model file that separating with `spec` runs: `resolve(spec)`, but for the shipped model its TFLite
-    form where LiteRT is installed and no Wiener or Griffin-Lim iterations are asked (the form has none). Same
-    weights, stems within 1e-4 of the Keras form's (tests/test_shipped_model.py), and no TensorFlow to start."""
-    if spec not in (None, SHIPPED) or wiener_iterations or griffin_lim_iterations:
-        return resolve(spec)
+def separation_model(spec=None, **options):
+    """The model file that separating with `spec` and `options` (`backends.OPTIONS`) runs: `resolve(spec)`, but
+    for the shipped model its TFLite form where LiteRT is installed and the options asked are the ones it was
+    exported with. Same weights, stems within 1e-4 of the Keras form's (tests/test_shipped_model.py), and no
+    TensorFlow to start."""
     keras_form = resolve(spec)
+    if spec not in (None, SHIPPED):
+        return keras_form
     tflite_form = keras_form.with_name(f"{SHIPPED}.tflite")
-    return tflite_form if tflite_form.is_file() and importlib.util.find_spec("ai_edge_litert") else keras_form
+    if not tflite_form.is_file() or importlib.util.find_spec("ai_edge_litert") is None:
+        return keras_form
+    return keras_form if backends.differing(formats.describe(tflite_form), options) else tflite_form
 
 
 def is_name(spec):

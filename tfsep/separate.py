@@ -74,6 +74,17 @@ def _channel_groups(channels, group):
     return [[min(start + i, channels - 1) for i in range(group)] for start in range(0, channels, group)]
 
 
+def _exactly(stems, counted, count, channels):
+    """The stem blocks cropped, or padded with silence at the end, to the `counted` mixture's length."""
+    written = 0
+    for block in stems:
+        block = block[:, : max(0, counted.samples - written)]
+        written += block.shape[1]
+        yield block
+    if written < counted.samples:
+        yield np.zeros((count, counted.samples - written, channels), np.float32)
+
+
 class Separator:
     """Separates mixtures with a SeparationModel, or a model file of any form (`load`), in chunks.
 
@@ -82,21 +93,21 @@ class Separator:
         chunk_seconds, overlap_seconds: the chunk plan (`chunking.chunk_plan`): chunks rounded
             to the STFT hop, crossfaded over 1 s by default; or, for networks that cut frames
             into segments, summed chunks of whole segments, which take no overlap.
-        wiener_iterations, griffin_lim_iterations: if given, the model is rebuilt with this many
-            Wiener EM iterations, or Griffin-Lim iterations from the mixture's phase (a
-            backend's own were fixed when it was made).
+        options: weightless options of the model (`backends.OPTIONS`): `wiener_iterations`, Wiener EM
+            iterations; `griffin_lim_iterations`, Griffin-Lim iterations from the mixture's phase;
+            `mixture_consistent`, stems that sum to the mixture. Those given, and not None, rebuild
+            the model with them (a backend's were set when it was made).
     """
 
-    def __init__(self, model, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
-                 griffin_lim_iterations=None):
+    def __init__(self, model, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, **options):
         if isinstance(model, backends.Backend):
-            if wiener_iterations is not None or griffin_lim_iterations is not None:
-                raise ValueError("a backend's Wiener and Griffin-Lim iterations are set when it is made")
+            if backends.asked(options):
+                raise ValueError(f"a backend's options ({', '.join(backends.asked(options))}) are set when it is made")
             self.backend = model
         else:
             from tfsep.formats.keras import KerasBackend
 
-            self.backend = KerasBackend(model, wiener_iterations, griffin_lim_iterations)
+            self.backend = KerasBackend(model, **options)
         self.model, self.description = self.backend.model, self.backend.description
         self.sources, self.sample_rate = tuple(self.description["sources"]), self.description["sample_rate"]
         self.channels = self.description["channels"]
@@ -107,15 +118,13 @@ class Separator:
                              f"{limit / self.sample_rate:g} s per request; choose a shorter chunk")
 
     @classmethod
-    def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, wiener_iterations=None,
-             griffin_lim_iterations=None, threads=2):
+    def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, threads=2, **options):
         """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT on `threads` threads), a
         SavedModel version folder from `tfsep export`, or a name: `band`, the shipped model (also taken when no
         path is given; run in its TFLite form where LiteRT is installed, `pretrained.separation_model`), or a
-        pretrained one such as `spleeter:2stems` (`pretrained.resolve`)."""
-        path = pretrained.separation_model(path, wiener_iterations, griffin_lim_iterations)
-        return cls(formats.backend(path, threads, wiener_iterations, griffin_lim_iterations), chunk_seconds,
-                   overlap_seconds)
+        pretrained one such as `spleeter:2stems` (`pretrained.resolve`); `options` as for `Separator`."""
+        path = pretrained.separation_model(path, **options)
+        return cls(formats.backend(path, threads, **options), chunk_seconds, overlap_seconds)
 
     def _separate_chunk(self, mixture):
         """(samples, channels) at the model's rate -> (sources, samples, channels)."""
@@ -138,40 +147,42 @@ class Separator:
         """Stem blocks (stems, n, channels) at `rate` for mixture blocks (n, channels) at `rate`, as they become
         final; the last one pads or crops the total to the mixture's length. With `residual`, the last stem is the
         mixture minus the others. `name` names the mixture in errors. `separate`, `separate_file` and
-        `tfsep batch` all go through here."""
+        `tfsep batch` all go through here.
+
+        The residual, and for a model whose stems sum to the mixture (`mixture_consistent`) its share of
+        the residual, are taken at `rate` against the mixture as given: what resampling to the model's
+        rate leaves out (above its Nyquist frequency) is in them too, so consistent stems sum to the file.
+        """
         counted = _Counted(blocks, name)
-        at_model_rate = _resampled(counted, rate, self.sample_rate, channels)
-        recorded = []  # with a residual: the mixture at the model's rate that no stem block has matched yet
+        recorded = []  # the mixture at `rate` that no stem block has been paired with yet
 
         def recording(blocks):
             for block in blocks:
                 recorded.append(block)
                 yield block
 
-        def with_residual(stems):
-            for block in stems:
-                mixture = np.concatenate(recorded)
-                recorded[:] = [mixture[block.shape[1]:]]
-                yield np.concatenate([block, (mixture[: block.shape[1]] - block.sum(0))[None]])
-
-        if residual:
-            at_model_rate = recording(at_model_rate)
+        at_model_rate = _resampled(recording(counted), rate, self.sample_rate, channels)
         stems = chunking.chunked(self.plan, self.description, self._separate_chunk, at_model_rate,
                                  self.backend.workers)
-        if residual:
-            stems = with_residual(stems)
-        count = len(self.sources) + residual
+        count = len(self.sources)
         if rate != self.sample_rate:  # resampled as one (n, stems · channels) stream, then split again
             flat = (block.transpose(1, 0, 2).reshape(block.shape[1], -1) for block in stems)
             stems = (block.reshape(len(block), count, channels).transpose(1, 0, 2)
                      for block in _resampled(flat, self.sample_rate, rate, count * channels))
-        written = 0
-        for block in stems:
-            block = block[:, : max(0, counted.samples - written)]
-            written += block.shape[1]
+        consistent = self.description.get("mixture_consistent", False)
+        for block in _exactly(stems, counted, count, channels):
+            if residual or consistent:
+                mixture = np.concatenate(recorded)
+                recorded[:] = [mixture[block.shape[1]:]]
+                rest = mixture[: block.shape[1]] - block.sum(0)
+                if consistent:
+                    block = block + rest / count
+                    rest = mixture[: block.shape[1]] - block.sum(0)
+                if residual:
+                    block = np.concatenate([block, rest[None]])
+            else:
+                recorded.clear()
             yield block
-        if written < counted.samples:
-            yield np.zeros((count, counted.samples - written, channels), np.float32)
 
     def separate(self, mixture, sample_rate, residual=False):
         """Separate float (samples, channels) audio at `sample_rate` -> {source: (samples, channels)} at that rate."""
@@ -215,6 +226,8 @@ class Separator:
                 bar.update(stems.shape[1])
             if writer.samples == 0:
                 raise SeparationError(f"{path}: holds no samples")
+            bar.total = bar.n  # a compressed file's length was the container's estimate: end the bar at 100 %
+            bar.refresh()
             writer.commit(overwrite)
         if writer.clipped:
             total = writer.samples * len(targets) * found.channels

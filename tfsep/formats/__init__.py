@@ -3,13 +3,15 @@ version folder written by `tfsep export`) and `tflite` (a whole-clip `.tflite` f
 
 Each offers `describe(path)`, the model's description (`models.describe`: sources, rate,
 channels, STFT settings, segment length, and the options an export fixed) read without
-building the model where the form allows, and `backend(path, threads, wiener_iterations,
-griffin_lim_iterations)`, the `backends.Backend` that runs it. The functions here pick the
+building the model where the form allows, and `backend(path, threads, options)`, the
+`backends.Backend` that runs it with the weightless `options` asked (`backends.OPTIONS`). The functions here pick the
 module by the path. Only `keras` and `savedmodel` import TensorFlow, and only when used.
 """
 
 import importlib
 from pathlib import Path
+
+from tfsep import backends
 
 FORMATS = ("keras", "savedmodel", "tflite")
 
@@ -31,7 +33,8 @@ def describe(path):
     return _module(path).describe(path)
 
 
-def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
-    """The `backends.Backend` that runs the model at `path` with `threads` CPU threads. Wiener and Griffin-Lim
-    iterations other than the model's own rebuild a `.keras` model and are refused by exports, which fixed them."""
-    return _module(path).backend(path, threads, wiener_iterations, griffin_lim_iterations)
+def backend(path, threads=2, **options):
+    """The `backends.Backend` that runs the model at `path` with `threads` CPU threads. `options`
+    (`backends.OPTIONS`: wiener_iterations, griffin_lim_iterations, mixture_consistent; None: the model's
+    own) other than the model's rebuild a `.keras` model and are refused by exports, which fixed them."""
+    return _module(path).backend(path, threads, backends.asked(options))

@@ -4,7 +4,7 @@ import json
 import zipfile
 
 from tfsep import files
-from tfsep.backends import Backend
+from tfsep.backends import Backend, asked
 
 
 def describe(path):
@@ -20,10 +20,10 @@ def describe(path):
         raise ValueError(f"{path}: not a .keras model file with a tfsep model's config") from None
 
 
-def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
+def backend(path, threads, options):
     from tfsep.models import load_model
 
-    return KerasBackend(load_model(path), wiener_iterations, griffin_lim_iterations)
+    return KerasBackend(load_model(path), **options)
 
 
 class KerasBackend(Backend):
@@ -31,17 +31,16 @@ class KerasBackend(Backend):
 
     Args:
         model: a SeparationModel.
-        wiener_iterations, griffin_lim_iterations: if given, the model is rebuilt with this many
-            Wiener EM iterations, or Griffin-Lim iterations from the mixture's phase.
+        options: weightless options (`backends.OPTIONS`); those given, and not None, rebuild the
+            model with them (`models.reconfigure`).
     """
 
-    def __init__(self, model, wiener_iterations=None, griffin_lim_iterations=None):
+    def __init__(self, model, **options):
         import tensorflow as tf
 
         from tfsep.models import chunk_model, describe, inference_model
 
-        self.model = inference_model(model, wiener_iterations=wiener_iterations,
-                                     griffin_lim_iterations=griffin_lim_iterations)
+        self.model = inference_model(model, **asked(options))
         self.description = describe(self.model)
         form = chunk_model(self.model) if self.description["segment_frames"] else self.model
         spec = tf.TensorSpec((None, None, self.description["channels"]), tf.float32)

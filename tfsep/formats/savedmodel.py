@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from tfsep import audio
-from tfsep.backends import Backend, check_fixed_iterations
+from tfsep.backends import Backend, check_fixed_options
 
 DESCRIPTION = Path("assets.extra") / "tfsep.json"
 
@@ -17,23 +17,23 @@ def describe(path):
         raise ValueError(f"{path}: not a tfsep SavedModel export (no readable {DESCRIPTION})") from None
 
 
-def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
-    return SavedModelBackend(path, wiener_iterations, griffin_lim_iterations)
+def backend(path, threads, options):
+    return SavedModelBackend(path, **options)
 
 
 class SavedModelBackend(Backend):
     """A SavedModel export's `serving_default` signature.
 
-    Its Wiener and Griffin-Lim iterations were fixed at export. Models that cut frames into
+    Its weightless options (`backends.OPTIONS`) were fixed at export. Models that cut frames into
     segments are refused: the SavedModel holds their whole-clip form only, not the `valid`
     form that exact chunking needs (use the `.keras` or `.tflite` file).
     """
 
-    def __init__(self, path, wiener_iterations=None, griffin_lim_iterations=None):
+    def __init__(self, path, **options):
         import tensorflow as tf
 
         description = describe(path)
-        check_fixed_iterations(path, description, wiener_iterations, griffin_lim_iterations)
+        check_fixed_options(path, description, options)
         if description.get("segment_frames"):
             raise ValueError(f"{path}: this model cuts its frames into segments, which the SavedModel cannot chunk "
                              "exactly; separate with its .keras or .tflite file")

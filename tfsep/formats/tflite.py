@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsep import audio, files, quiet
-from tfsep.backends import Backend, check_fixed_iterations
+from tfsep.backends import Backend, check_fixed_options
 
 METADATA = "tfsep"  # the name of the description in the flatbuffer's metadata
 # Field slots of TFLite's schema (tensorflow/compiler/mlir/lite/schema/schema.fbs): Model.buffers is field 4 and
@@ -86,8 +86,8 @@ def _buffer_bytes(buffer, data):
     return bytes(data[where:where + size])
 
 
-def backend(path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
-    return LiteRTBackend(path, threads, wiener_iterations, griffin_lim_iterations)
+def backend(path, threads, options):
+    return LiteRTBackend(path, threads, **options)
 
 
 class LiteRTBackend(Backend):
@@ -95,13 +95,13 @@ class LiteRTBackend(Backend):
 
     LiteRT's real FFT kernel runs on one thread whatever the interpreter's thread count, so
     one interpreter per thread, each separating its own chunk, keeps every core busy
-    (`workers`: calls that may run at once from different threads). The file's Wiener and
-    Griffin-Lim iterations were fixed at export; asking for others raises ValueError, as does
-    the streaming form. A model that cuts frames into segments runs the file's `chunk`
+    (`workers`: calls that may run at once from different threads). The file's weightless
+    options (`backends.OPTIONS`) were fixed at export; asking for others raises ValueError, as
+    does the streaming form. A model that cuts frames into segments runs the file's `chunk`
     signature, its `valid` form.
     """
 
-    def __init__(self, path, threads=2, wiener_iterations=None, griffin_lim_iterations=None):
+    def __init__(self, path, threads=2, **options):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -109,7 +109,7 @@ class LiteRTBackend(Backend):
         description = describe(path)
         if "block_samples" in description:
             raise ValueError(f"{path}: is the streaming form; separating files needs the whole-clip form")
-        check_fixed_iterations(path, description, wiener_iterations, griffin_lim_iterations)
+        check_fixed_options(path, description, options)
         signature = "chunk" if description.get("segment_frames") else "serving_default"
         self.workers = max(1, int(threads))
         self._runners = queue.SimpleQueue()
