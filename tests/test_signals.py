@@ -97,7 +97,7 @@ try:
     time.sleep(2)
     print("not stopped")
 except cli.Stopped as stopped:
-    print("stopped again", stopped.number)
+    print("stopped again", int(stopped.number))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.stdout.strip() == f"stopped again {int(signal.SIGTERM)}", result.stderr

@@ -9,10 +9,10 @@ the same machine conditions; times are medians over the rounds, after a warm-up.
 groups, chosen with `--systems`:
 
 `default`:
-- tfsep's shipped model through `Separator.separate` with its default chunks (what `tfsep
-  separate` runs), and in one whole-signal call as Keras (`model.keras`), SavedModel (`1/`,
-  `serving_default`) and TFLite (`band.tflite` in LiteRT), the forms `tools/bench_export.py` times,
-  and the TFLite file through `Separator.separate` (`tfsep separate --model band.tflite`);
+- tfsep's shipped model through `Separator.separate` with its default settings, what `tfsep
+  separate` runs: its TFLite form (`band.tflite`) in LiteRT, one single-threaded interpreter per
+  thread; its Keras form (`model.keras`) through `Separator.separate` too; and in one whole-signal
+  call as Keras, SavedModel (`1/`, `serving_default`) and TFLite, the forms `tools/bench_export.py` times;
 - a Keras re-creation of Spleeter's 4-stem U-Net (tfsep's `unet` base: six 5×5 stride-2
   levels of 16–512 filters per source, 39.3 M parameters, the lowest 1024 bins, masks
   zero above them), random weights: a re-creation, not the spleeter package;
@@ -119,16 +119,16 @@ def main():
             spleeter, spleeter_params = maker.apply(spleeter_recreation, (folder,))
             tflite = next(args.model.glob("*.tflite"))
             workers.update({
-                "tfsep default, Separator.separate (default chunks, as tfsep separate)": ProcessWorker(
+                "tfsep default, Separator.separate (default settings, as tfsep separate: the TFLite form)":
+                    ProcessWorker(context, "separator", str(tflite), args.seconds, args.threads),
+                "tfsep default, Keras form in Separator.separate (default chunks)": ProcessWorker(
                     context, "separator", str(args.model / "model.keras"), args.seconds, args.threads),
                 "tfsep default, Keras, one whole-signal call": ProcessWorker(
                     context, "keras", str(args.model / "model.keras"), args.seconds, args.threads),
                 "tfsep default, SavedModel": ProcessWorker(context, "savedmodel", str(args.model / "1"),
                                                            args.seconds, args.threads),
-                "tfsep default, TFLite (LiteRT)": ProcessWorker(context, "tflite", str(tflite), args.seconds,
-                                                                args.threads),
-                "tfsep default, TFLite (LiteRT) in Separator.separate (default chunks)": ProcessWorker(
-                    context, "separator", str(tflite), args.seconds, args.threads),
+                "tfsep default, TFLite (LiteRT), one whole-signal call": ProcessWorker(
+                    context, "tflite", str(tflite), args.seconds, args.threads),
                 f"Spleeter 4stems U-Net, Keras re-creation ({spleeter_params / 1e6:.1f} M)":
                     ProcessWorker(context, "keras", spleeter, args.seconds, args.threads),
                 "Open-Unmix umxhq, soft masks (niter 0)": _openunmix(0, args.seconds, args.threads),
