@@ -58,3 +58,18 @@ def test_convert_writes_a_model_refuses_to_overwrite_and_names_bad_folders(splee
         bad = run_tfsep("convert", "spleeter", str(folder), "--output", str(tmp_path / "t.keras"))
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
         assert bad.stderr.count("\n") == 1 and not (tmp_path / "t.keras").exists()
+
+
+@pytest.mark.smoke
+def test_the_wheel_holds_every_subpackage_and_the_shipped_model():
+    """`pip install .` (not editable) packs what pyproject lists: a subpackage left out imports in a checkout
+    and fails in every wheel."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11 and later")
+
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(path.parent.relative_to(root).parts) for path in (root / "tfsep").rglob("__init__.py")}
+    assert found <= set(setuptools["packages"]), found - set(setuptools["packages"])
+    shipped = setuptools["package-data"]["tfsep.saved_models"]
+    assert {"band/model.keras", "band/band.tflite"} <= set(shipped)
+    assert all((root / "saved_models" / name).is_file() for name in shipped)
