@@ -52,6 +52,7 @@ def test_the_validation_sdr_leaves_out_silent_references(rng):
     assert float(silent.count) == 0.0  # nothing counted, instead of about -80 dB
 
 
+@pytest.mark.slow
 def test_bsseval_agrees_with_museval_and_its_own_frame_aggregation(rng):
     references = rng.normal(size=(4, RATE * 5, 2)) * 0.1
     references[1, : RATE * 2] = 0.0  # silent frames: NaN in museval, left out of the median

@@ -30,6 +30,7 @@ def test_layout_metadata_and_refusal_to_overwrite(exported, tiny_model):
         export_savedmodel(tiny_model, exported.parent, version=3)
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_a_fresh_process_without_tfsep_loads_it_and_matches_keras(exported, tiny_model, tmp_path):
     mixture = waveforms()
@@ -177,6 +178,7 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
             assert np.abs(outputs[source] - expected[source]).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
     import tfsep
     from tfsep.export import export_tflite
@@ -196,6 +198,7 @@ def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
         Separator.load(path, griffin_lim_iterations=0)
 
 
+@pytest.mark.slow
 def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path):
     """The fused LSTMs hold their states in variables that outlive an invocation; each sequence must reset them."""
     import tfsep
@@ -296,6 +299,7 @@ def stream_through_litert(path, mixture):
     return {source: np.concatenate(parts, 1)[:, latency:latency + samples] for source, parts in outputs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture, context", [("bandconv", None), ("umx", 0.2)])
 def test_streaming_tflite_matches_offline_separation_away_from_the_start(architecture, context, tmp_path):
     import tfsep

@@ -73,6 +73,7 @@ def test_litert_and_tensorflow_noise_shows_only_with_debug(song, tiny_tflite, tm
     np.testing.assert_array_equal(*stems)  # the warm-up run at load changes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_a_quiet_separation_prints_nothing_on_any_tensorflow(tiny_model_file, song, tmp_path):
     result = tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q")

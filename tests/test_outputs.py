@@ -176,6 +176,7 @@ def test_the_default_overlap_is_half_a_chunk_shorter_than_twice_it(tiny_model):
     assert default.chunk == 5 * RATE and abs(default.overlap - RATE // 4) < hop  # 5 s and 0.25 s, in whole hops
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, code, line",
                          [(15, 143, "tfsep: stopped by SIGTERM"), (1, 129, "tfsep: stopped by SIGHUP")])
 def test_sigterm_and_sighup_remove_the_temporaries_and_say_so(tiny_model_file, tmp_path, rng, number, code, line):
@@ -192,6 +193,7 @@ def test_sigterm_and_sighup_remove_the_temporaries_and_say_so(tiny_model_file, t
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_pipe_does_not_stop_the_batch(tiny_model_file, tmp_path, rng):
     for name in ("a", "b", "c"):
         soundfile.write(tmp_path / f"{name}.wav", rng.uniform(-0.5, 0.5, (RATE, 2)), RATE)

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): the STFT round trip, chunked against whole-file separation, augmentation."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_data import SOURCES, constant_library
@@ -29,6 +30,7 @@ def test_round_trip_property(samples, channels, log2_n_fft, hop_fraction, seed):
     assert np.abs(restored - waveform).max() <= 1e-5
 
 
+@pytest.mark.slow
 @given(samples=st.integers(1, 3 * RATE), chunk=st.sampled_from([0.25, 0.6, 1.5]),
        overlap=st.sampled_from([0, 0.1, 0.2]), seed=st.integers(0, 1000))
 @settings(max_examples=12, deadline=None)

@@ -1,5 +1,7 @@
 """Separator: chunked separation of arrays and files, oracles and outputs (bad input: test_bad_audio.py)."""
 
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -47,6 +49,36 @@ def test_crossfaded_chunks_rebuild_an_identity_separation_exactly():
     np.testing.assert_allclose(out[0], signal, atol=1e-6)
 
 
+@pytest.mark.smoke
+@pytest.mark.parametrize("workers", [2, 3])
+def test_chunks_separated_at_once_join_as_they_do_one_by_one(workers, rng):
+    """Chunks run ahead in a thread pool (a LiteRT backend's interpreters) give the same stems, crossfaded or
+    summed, and never more than `workers` + 1 chunks in flight."""
+    from tfsep.chunking import summed_chunks
+
+    signal = rng.normal(size=(5000, 2)).astype(np.float32)
+    blocks = [signal[i:i + 333] for i in range(0, 5000, 333)]
+    alive, most, lock = [0], [0], threading.Lock()
+
+    def separate_chunk(chunk):
+        with lock:
+            alive[0] += 1
+            most[0] = max(most[0], alive[0])
+        time.sleep(0.002)
+        with lock:
+            alive[0] -= 1
+        return np.stack([chunk * 0.5, chunk * 0.25])
+
+    for join in (lambda w: crossfade_chunks(separate_chunk, blocks, 512, 64, w),
+                 lambda w: summed_chunks(separate_chunk, blocks, 4, 256, 64, "center", "hann", w)):
+        one_by_one = np.concatenate(list(join(1)), 1)
+        at_once = np.concatenate(list(join(workers)), 1)
+        np.testing.assert_array_equal(at_once, one_by_one)
+        assert one_by_one.shape == (2, 5000, 2)
+    assert 1 < most[0] <= workers
+
+
+@pytest.mark.slow
 def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny_model, tmp_path, rng):
     pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     from tfsep.export import export_tflite
@@ -159,6 +191,7 @@ def segmented_model(framing):
                              framing=framing, segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framing", ["pad_end", "center"])
 def test_summed_chunks_of_whole_segments_equal_the_whole_file_everywhere(framing, rng):
     model = segmented_model(framing)

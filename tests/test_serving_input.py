@@ -23,6 +23,7 @@ GOOD = {"clip": {"waveform": np.random.default_rng(0).uniform(-0.5, 0.5, (1, 800
                    "state": np.zeros((1, 896, 2), np.float32)}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form, inputs, message", [
     ("clip", {"waveform": np.zeros((1, 500, 3), np.float32)}, r"RESHAPE\) failed to invoke"),  # 3 channels
     ("clip", {"waveform": np.zeros((500, 2), np.float32)}, r"PAD\) failed to prepare"),  # no batch axis

@@ -49,6 +49,7 @@ def test_training_stops_cleanly_leaving_its_backup_to_resume_from(number, render
     assert not temporaries(run) and backup.is_file()
 
 
+@pytest.mark.slow
 def test_evaluate_stops_cleanly(rendered, tmp_path):
     report = tmp_path / "report"
     code, stderr = stop(["evaluate", "--dataset", rendered, "--subset", "train", "--oracle", "irm", "--report",
@@ -57,6 +58,7 @@ def test_evaluate_stops_cleanly(rendered, tmp_path):
     assert not report.exists() or not temporaries(report) and not (report / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_render_dataset_stops_cleanly(tmp_path):
     pytest.importorskip("tfsep.render")
     out = tmp_path / "set"

@@ -60,6 +60,7 @@ def test_waveform_losses_alone_train_too(rendered, tmp_path):
     assert np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.slow
 def test_micro_batches_make_the_whole_batch_step():
     """Slices run one after the other give Keras's own whole-batch steps: same weights, loss and metrics, in training
     and in validation."""

@@ -43,6 +43,7 @@ def epochs_logged(run):
     return [int(row["epoch"]) for row in csv.DictReader(open(run / "history.csv"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     ("missing stem", r"track '[^']+': missing bass.wav"),
     ("short stem", r"track '[^']+': .*drums.wav has samples \d+, but the mixture has \d+"),

@@ -58,14 +58,10 @@ def _needs_tensorflow(args):
     """Whether the command runs TensorFlow: all but render-dataset, and separate with a LiteRT model (as the
     shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
     from tfsep import formats
-    from tfsep.pretrained import separation_model
 
     if args.command == "render-dataset":
         return False
-    if args.command == "separate":
-        args.model_file = separation_model(args.model, **separation_options(args))
-        return formats.format_of(args.model_file) != "tflite"
-    return True
+    return args.command != "separate" or formats.format_of(args.model_file) != "tflite"
 
 
 def _sources(model):
@@ -488,6 +484,10 @@ def main(argv=None):
     signal.signal(signal.SIGALRM, _retry)
     sys.unraisablehook = _unraisable
     try:
+        if args.command == "separate":  # the model file it runs, found once and before TensorFlow loads
+            from tfsep.pretrained import separation_model
+
+            args.model_file = separation_model(args.model, **separation_options(args))
         if _needs_tensorflow(args):
             quiet.import_tensorflow()
         code = args.run(args)
