@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "saved_models" / "band" / "MODEL_CARD.md"]
 BLOCKS = [(page, k, block) for page in PAGES
           for k, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))]
-TAG = re.compile(r"#\s*\[([^\]]+)\]\s*$")
+TAG = re.compile(r"#\s*\[([^\]]+)\]")
 TAG_KINDS = re.compile(r"^(\d+(\.\d+)?\s*(s|min|h)\b|needs )")
 
 
