@@ -4,16 +4,15 @@ version folder written by `tfsep export`) and `tflite` (a whole-clip `.tflite` f
 Each offers `describe(path)`, the model's description (`models.describe`: sources, rate,
 channels, STFT settings, segment length, and the options an export fixed) read without
 building the model where the form allows, and `backend(path, threads, options)`, the
-`backends.Backend` that runs it with the weightless `options` asked (`backends.OPTIONS`). The functions here pick the
-module by the path. Only `keras` and `savedmodel` import TensorFlow, and only when used.
+`backends.Backend` that runs it with the weightless `options` asked (`backends.OPTIONS`).
+The functions here pick the module by the path. Only `keras` and `savedmodel` import
+TensorFlow, and only when used.
 """
 
 import importlib
 from pathlib import Path
 
 from tfsep import backends
-
-FORMATS = ("keras", "savedmodel", "tflite")
 
 
 def format_of(path):
