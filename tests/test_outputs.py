@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tfsep import files
+from tfsep import commits, files
 from tfsep.outputs import SeparationError, check_outputs
 from tfsep.separate import Separator
 
@@ -58,7 +58,7 @@ def test_a_rename_failing_midway_puts_back_the_stems_already_replaced(separator,
 
     def failing(source, target):
         calls.append(target)
-        if len(calls) == 7:  # four set aside, two new stems placed, the third fails
+        if len(calls) == 7:  # the journal, four stems set aside, one new stem placed: the second fails
             raise OSError(28, "No space left on device")
         return real(source, target)
 
@@ -129,7 +129,7 @@ def test_concurrent_overwriting_commits_leave_one_run_s_complete_set(tmp_path, m
                 temporary = files.temporary_beside(tmp_path / name)
                 open(temporary, "w").write(label)
                 staged[temporary] = tmp_path / name
-            files.commit_set(staged, overwrite=True)
+            commits.commit_set(staged, overwrite=True)
 
     threads = [threading.Thread(target=run, args=(label,)) for label in ("first", "second")]
     for thread in threads:

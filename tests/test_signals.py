@@ -86,19 +86,19 @@ def test_a_stop_that_lands_where_python_cannot_raise_is_raised_again_soon(tmp_pa
     stop is raised there, printed nowhere, and raised again 50 ms later in the program's own code."""
     script = """
 import signal, sys, time, weakref
-from tfsep import cli
-signal.signal(signal.SIGALRM, cli._retry)
-sys.unraisablehook = cli._unraisable
-cli._stopped_by[:] = [signal.SIGTERM, time.monotonic() - 2]  # a SIGTERM held for 2 s
+from tfsep import stops
+signal.signal(signal.SIGALRM, stops._retry)
+sys.unraisablehook = stops._unraisable
+stops._received[:] = [signal.SIGTERM, time.monotonic() - 2]  # a SIGTERM held for 2 s
 class Thing:
     pass
 thing = Thing()
-reference = weakref.ref(thing, lambda _: cli._stop(signal.SIGTERM, None))
+reference = weakref.ref(thing, lambda _: stops._stop(signal.SIGTERM, None))
 try:
     del thing  # the callback raises Stopped, which Python cannot raise there
     time.sleep(2)
     print("not stopped")
-except cli.Stopped as stopped:
+except stops.Stopped as stopped:
     print("stopped again", int(stopped.number))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)

@@ -9,7 +9,6 @@ Long files can be read and written block by block (`blocks`, `BlockWriter`).
 
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -256,7 +255,7 @@ class BlockWriter:
             raise AudioError(f"{self.path}: cannot write ({reason})") from None
 
     def close(self):
-        """Finish the temporary file and return its path; `files.commit_set` moves it into place."""
+        """Finish the temporary file and return its path; `commits.commit_set` moves it into place."""
         try:
             self.file.close()
         except Exception as error:
@@ -268,7 +267,7 @@ class BlockWriter:
         temporary = self.close()
         try:
             files.fsync(temporary)
-            os.replace(temporary, self.path)
+            files.rename(temporary, self.path)
         except Exception as error:
             raise AudioError(f"{self.path}: cannot write ({error_reason(error)})") from None
         self.temporary = None
@@ -280,7 +279,7 @@ class BlockWriter:
             except Exception:  # a full disk can fail the close too; the file goes anyway
                 pass
         if self.temporary is not None:
-            Path(self.temporary).unlink(missing_ok=True)
+            files.remove_temporary(self.temporary)
             self.temporary = None
 
 

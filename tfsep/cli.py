@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import tfsep
-from tfsep import names, quiet
+from tfsep import names, quiet, stops
 
 
 def run_info(args):
@@ -79,7 +79,6 @@ def run_separate(args):
 
     from tfsep.audio import AudioError
     from tfsep.outputs import (
-        ClippingWarning,
         SeparationError,
         check_outputs,
         output_paths,
@@ -89,8 +88,11 @@ def run_separate(args):
     )
     from tfsep.separate import Separator
 
+    from tfsep.commits import recover_under
+
     model = args.model_file
     args.template = with_format(args.template, args.file_format)
+    recover_under(args.output)  # what killed runs left there: finished or undone, and said so
     subtype(args.template, args.bits)  # a format that cannot hold these samples is refused before any work
     failures, inputs = [], list(args.inputs)
     sources = _sources(model)
@@ -112,13 +114,8 @@ def run_separate(args):
     progress = not args.quiet
     for path in tqdm(inputs, desc="files", unit="file", disable=not progress or len(inputs) < 2):
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ClippingWarning)
-                written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
-                                                  args.overwrite, progress=progress)
-            for warning in caught:
-                if issubclass(warning.category, ClippingWarning):
-                    print(f"tfsep: warning: {warning.message}", file=sys.stderr)
+            written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
+                                              args.overwrite, progress=progress)
         except (AudioError, SeparationError, OSError, ValueError) as error:
             if args.debug:
                 raise
@@ -389,56 +386,28 @@ def say(text):
         os.close(devnull)
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the program is so that it cleans up as after Ctrl-C."""
+def _show_notices():
+    """Print each `files.Notice` (clipped samples, a recovered commit) as one line on stderr, as it comes."""
+    from tfsep import files
 
-    def __init__(self, number):
-        super().__init__(number)
-        self.number = number
+    shown = warnings.showwarning
 
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, files.Notice):
+            print(f"tfsep: {category.prefix}{message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
 
-_stopped_by = []  # the signal received, and when
-PACKAGE = str(Path(__file__).resolve().parent)
-
-
-def _stop(number, frame):
-    """Raise `Stopped` in tfsep's own code, or after at most 1 s in a library's.
-
-    A signal that lands inside a library (TensorFlow calling back into Python from C++, say)
-    is held for up to 1 s, retried every 50 ms by SIGALRM, because an exception raised there
-    can surface as an unrelated error. It is raised once: the cleanup it starts is not
-    interrupted again.
-    """
-    if not _stopped_by:
-        _stopped_by[:] = [number, time.monotonic()]
-    in_library = frame is not None and not frame.f_code.co_filename.startswith(PACKAGE)
-    if in_library and time.monotonic() - _stopped_by[1] < 1.0:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        return
-    raise Stopped(_stopped_by[0])
+    warnings.simplefilter("always", files.Notice)
+    warnings.showwarning = show
 
 
-def _retry(_, frame):
-    if _stopped_by:
-        _stop(_stopped_by[0], frame)
-
-
-def _unraisable(hook_args, default=sys.unraisablehook):
-    """A `Stopped` raised where Python cannot raise (a weakref callback or `__del__` that the garbage collector
-    ran) is raised again 50 ms later instead of being printed as ignored; anything else goes to `default`."""
-    if isinstance(hook_args.exc_value, Stopped):
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        return
-    default(hook_args)
-
-
-def _stopped(number):
-    # No more retries: one still armed, or already delivered, would fire once Python has reset its handler.
-    signal.signal(signal.SIGALRM, signal.SIG_IGN)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    reason = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
-    print(f"tfsep: {reason}", file=sys.stderr)
-    return 128 + number
+def _stopped(number, completed=()):
+    """Say in one line that a stop ended the command, and what it had written just before; the exit status."""
+    reason, code = stops.exit_code(number)
+    written = f"; {', '.join(map(str, completed))} had been written whole" if completed else ""
+    print(f"tfsep: {reason}{written}", file=sys.stderr)
+    return code
 
 
 def _dashed_file(argv):
@@ -479,10 +448,8 @@ def main(argv=None):
     else:
         warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|ai_edge_litert)\b")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    for number in (signal.SIGTERM, signal.SIGHUP):  # timeout, docker stop, systemd, a closed terminal
-        signal.signal(number, _stop)
-    signal.signal(signal.SIGALRM, _retry)
-    sys.unraisablehook = _unraisable
+    stops.install()
+    _show_notices()
     try:
         if args.command == "separate":  # the model file it runs, found once and before TensorFlow loads
             from tfsep.pretrained import separation_model
@@ -491,12 +458,12 @@ def main(argv=None):
         if _needs_tensorflow(args):
             quiet.import_tensorflow()
         code = args.run(args)
-        return _stopped(_stopped_by[0]) if _stopped_by else code  # a stop held until the work was done
+        return _stopped(stops.requested()) if stops.requested() else code  # a stop held until the work was done
     except KeyboardInterrupt as error:
-        return _stopped(getattr(error, "number", signal.SIGINT))
+        return _stopped(getattr(error, "number", signal.SIGINT), getattr(error, "completed", []))
     except Exception as error:
-        if _stopped_by:
-            return _stopped(_stopped_by[0])
+        if stops.requested():
+            return _stopped(stops.requested())
         if args.debug:
             raise
         print(f"tfsep: error: {error or type(error).__name__}", file=sys.stderr)

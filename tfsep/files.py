@@ -1,5 +1,6 @@
-"""Writing files so that nothing is lost, half-written or mixed: temporary files beside their targets,
-single atomic replacements, and sets of files committed all or nothing under a folder lock.
+"""Writing files so that nothing is lost, half-written or mixed: temporary files beside their targets, owned by
+the process that writes them, single atomic replacements, folder locks, and the removal of what killed writers
+left behind (`tidy`). Sets of files are committed all or nothing by `commits.commit_set`.
 
 Every writer in tfsep goes through here: stems, reports, models, exports, caches.
 """
@@ -8,9 +9,27 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
+import signal
 import stat
+import time
 from pathlib import Path
+
+TEMPORARY = ".part"  # `.<name>.<random>.part<suffix>`: a file being written beside its target
+ASIDE = ".old"  # the suffix of an old file set aside during a commit
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-[0-9a-f]{6}|[0-9a-f]{8})\.part(?P<suffix>.*)$")
+JOURNALS = ".tfsep-commit.*.json"  # the journals of commits in progress or interrupted (`commits`)
+FAULTS = "TFSEP_FAULTS"  # fault injection, for tests only (`_fault`)
+
+
+
+class Notice(UserWarning):
+    """Something a writer did that the user should know, in one line (the CLI prints these as they come,
+    after `prefix`)."""
+
+    prefix = ""
+
 
 _KINDS = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
           (stat.S_ISSOCK, "a socket")]
@@ -51,21 +70,28 @@ def check_regular_file(path, missing="no such file"):
 
 
 def temporary_beside(path, suffix=""):
-    """A new empty file `.<name>.<random>.part<suffix>` in `path`'s folder (created if needed).
+    """A new empty file `.<name>.<pid>-<random>.part<suffix>` in `path`'s folder (created if needed).
 
     It is created with mode 0o666 less the umask, as `open` creates files, so a renamed
     temporary has a new file's permissions. `suffix` is for writers that insist on one
-    (Keras: `.weights.h5`).
+    (Keras: `.weights.h5`). The name carries the writer's process id, so that `tidy` in any
+    process can tell a temporary whose writer is gone (killed, the machine restarted) from one
+    being written (`ownerless`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{suffix}")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}{TEMPORARY}{suffix}")
         try:
             os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return str(temporary)
         except FileExistsError:
             continue
+
+
+def remove_temporary(temporary):
+    """Remove a temporary file, if it is still there (not renamed into place)."""
+    Path(temporary).unlink(missing_ok=True)
 
 
 def fsync(path):
@@ -80,16 +106,17 @@ def fsync(path):
 def replace_atomically(path, write, suffix=""):
     """Call write(temporary path) on a temporary file beside `path`, flush it, then rename it to `path`.
 
-    An existing file at `path` stays as it was unless everything succeeds.
+    An existing file at `path` stays as it was unless everything succeeds. Stale temporaries
+    that killed writers left in the folder are removed first (`tidy`).
     """
+    tidy(Path(path).parent)
     temporary = temporary_beside(path, suffix)
     try:
         write(temporary)
         fsync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        rename(temporary, path)
+    finally:
+        remove_temporary(temporary)
 
 
 @contextlib.contextmanager
@@ -106,48 +133,108 @@ def locked(folders):
             os.close(descriptor)  # closing releases the lock
 
 
-def commit_set(staged, overwrite=False):
-    """Move staged files onto their targets as one set: all of them, or none.
-
-    `staged` maps each temporary file (beside its target) to its target. Under a lock on the
-    targets' folders, existing targets are refused unless `overwrite` (FileExistsError naming
-    the first), else set aside; then every temporary is renamed into place. If any rename
-    fails, the ones made are undone and the set-aside files restored, so every target is as
-    it was; the temporaries are removed either way. Concurrent commits into the same
-    folders take turns, so a final set always comes from one commit.
-    """
-    staged = {Path(temporary): Path(target) for temporary, target in staged.items()}
+def ownerless(path):
+    """Whether the temporary at `path` was left by a process that is gone: the process whose id its name carries
+    is not running, or started after the file was last written (its id was reused). A temporary of the old
+    naming, without an id, is ownerless an hour after its last write."""
+    match = _TEMPORARY_NAME.match(Path(path).name)
     try:
-        for temporary in staged:
-            fsync(temporary)
-        folders = {target.parent for target in staged.values()}
-        with locked(folders):
-            existing = [t for t in staged.values() if t.exists() or t.is_symlink()]
-            if existing and not overwrite:
-                raise FileExistsError(f"{existing[0]}: already exists (use --overwrite to replace it)")
-            placed, set_aside = [], {}
-            try:
-                for target in existing:
-                    aside = Path(temporary_beside(target, ".old"))
-                    try:
-                        os.replace(target, aside)
-                    except BaseException:
-                        aside.unlink()
-                        raise
-                    set_aside[target] = aside
-                for temporary, target in staged.items():
-                    os.replace(temporary, target)
-                    placed.append(target)
-            except BaseException:
-                for target in placed:
-                    target.unlink(missing_ok=True)
-                for target, aside in set_aside.items():
-                    os.replace(aside, target)  # should this fail, the old file stays beside its target
-                raise
-            for aside in set_aside.values():
-                aside.unlink()
-            for folder in folders:
-                fsync(folder)
-    finally:
-        for temporary in staged:
-            temporary.unlink(missing_ok=True)
+        written = os.stat(path).st_mtime
+    except OSError:
+        return False
+    if match is None:
+        return False
+    if match["pid"] is None:
+        return time.time() - written > 3600
+    started = _process_start(int(match["pid"]))
+    return started is None or started > written + 1  # +1 s: the clock ticks that start times are counted in
+
+
+def _process_start(pid):
+    """When process `pid` started (seconds since the epoch), or None if there is no such process. Where /proc is
+    missing (macOS) a live process counts as started at the epoch."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # another user's process: alive
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted from the name's end
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+
+
+def tidy(folder):
+    """Remove the temporaries in `folder` whose writers are gone (`ownerless`): a killed run's half-written
+    files. A set-aside old file (`.<name>.<random>.part.old`) that no interrupted commit claims goes back to its
+    name if nothing is there, else it is removed. Returns the names removed or put back."""
+    folder = Path(folder)
+    done = []
+    try:
+        candidates = sorted(folder.glob(f".*{TEMPORARY}*"))
+    except OSError:
+        return done
+    if not candidates:
+        return done
+    with locked([folder]):  # a commit holds its folders' locks: under this one, no set-aside file is in use
+        if any(folder.glob(JOURNALS)):  # an interrupted commit's files: `commits.recover` finishes it first
+            return done
+        for temporary in candidates:
+            done += _tidy_one(folder, temporary)
+    return done
+
+
+def _tidy_one(folder, temporary):
+    """[what was done] for one candidate of `tidy`: nothing unless it is a temporary without a live owner."""
+    match = _TEMPORARY_NAME.match(temporary.name)
+    if match is None or not temporary.is_file() or not ownerless(temporary):
+        return []
+    target = folder / match["name"]
+    if match["suffix"] == ASIDE and not (target.exists() or target.is_symlink()):
+        rename(temporary, target)
+        return [f"{target} (put back)"]
+    temporary.unlink(missing_ok=True)
+    return [str(temporary)]
+
+
+def rename(source, target):
+    """`os.replace`, the one rename that tfsep's writers use, so that tests can make the Nth one fail or kill the
+    process there (`TFSEP_FAULTS`, see `_fault`)."""
+    _fault("rename")
+    os.replace(source, target)
+
+
+def _faults():
+    """[(operation, first, last, action)] from TFSEP_FAULTS, for tests only: "rename:3=kill" acts at the 3rd call,
+    "rename:5+=eio" at the 5th and every later one, "rename:5-6=eio" at the 5th and 6th."""
+    faults = []
+    for item in filter(None, os.environ.get(FAULTS, "").split(",")):
+        where, action = item.split("=")
+        operation, calls = where.split(":")
+        first, _, last = calls.rstrip("+").partition("-")
+        last = float("inf") if calls.endswith("+") else int(last or first)
+        faults.append((operation, int(first), last, action))
+    return faults
+
+
+_FAULT_COUNTS = {}
+
+
+def _fault(operation):
+    """Act as TFSEP_FAULTS says at this call of `operation`: `kill` (SIGKILL, as a power cut or the OOM killer
+    would), `eio` (an I/O error), or `slow` (a second's pause)."""
+    if FAULTS not in os.environ:
+        return
+    _FAULT_COUNTS[operation] = count = _FAULT_COUNTS.get(operation, 0) + 1
+    action = next((action for name, first, last, action in _faults() if name == operation and first <= count <= last),
+                  None)
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "eio":
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    elif action == "slow":
+        time.sleep(1.0)

@@ -2,7 +2,7 @@
 
 `output_paths` fills the output template, `check_outputs` refuses collisions before any
 work, and `StemWriter` writes a file's stems block by block into temporary files beside
-their targets, committed together (`files.commit_set`): all of them, or none.
+their targets, committed together (`commits.commit_set`): all of them, or none, even across a kill.
 """
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep import audio, files
+from tfsep import audio, commits, files
 
 DEFAULT_TEMPLATE = "{track}/{source}.wav"
 RESIDUAL = "residual"
@@ -125,8 +125,10 @@ def subtype(template, bits=None):
     return audio.SUBTYPES[bits]
 
 
-class ClippingWarning(UserWarning):
+class ClippingWarning(files.Notice):
     """Stems written in a format bounded by full scale held samples beyond ±1, which were limited to it."""
+
+    prefix = "warning: "
 
 
 def clipping_message(path, clipped, total, file_subtype):
@@ -181,7 +183,7 @@ class StemWriter:
     def commit(self, overwrite=False):
         staged = {writer.close(): writer.path for writer in self._writers}
         try:
-            files.commit_set(staged, overwrite)
+            commits.commit_set(staged, overwrite)
         except FileExistsError as error:
             raise SeparationError(f"{error} (another run wrote it meanwhile)") from None
         self._committed = True
