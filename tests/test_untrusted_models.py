@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 import tfsep
 from tfsep._keras import keras
@@ -80,3 +81,45 @@ def test_tfsep_never_loads_pickles():
                 assert isinstance(node.value, ast.Constant) and node.value.value is False, f"{path.name}:{node.lineno}"
             if isinstance(node, ast.Attribute) and node.attr == "read_pickle":
                 pytest.fail(f"{path.name}:{node.lineno}: read_pickle")
+
+
+def with_config(source, target, **changes):
+    """A copy of the .keras file `source` whose model config has `changes` (a key "network.X" changes a network
+    option)."""
+    with zipfile.ZipFile(source) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(contents["config.json"])
+    for key, value in changes.items():
+        if key.startswith("network."):
+            config["config"]["network"][key.split(".", 1)[1]] = value
+        else:
+            config["config"][key] = value
+    contents["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, content in contents.items():
+            archive.writestr(name, content)
+    return target
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("n_fft", 2**31, "n_fft must be a power of two from 2 to 65536, got 2147483648"),
+    ("hop", 2**30, "hop must be an integer in"),
+    ("sample_rate", 10**9, "sample_rate must be an integer from 1000 to 384000"),
+    ("channels", 10**6, "channels must be an integer from 1 to 32"),
+    ("sources", [f"s{k}" for k in range(100)], "sources must hold at most 64 names, got 100"),
+    ("wiener_iterations", 10**6, "Wiener iterations must be an integer from 0 to"),
+    ("network.bands", 10**6, "network option 'bands' of bandconv must be an integer from 1 to 512"),
+    ("network.features", 10**7, "network option 'features' of bandconv must be an integer from 1 to 1024"),
+    ("network.blocks", 40, "network option 'blocks' of bandconv must be an integer from 1 to 12"),
+])
+def test_a_config_that_would_size_tensors_absurdly_is_refused_before_anything_is_allocated(key, value, message,
+                                                                                           tiny_model_file, tmp_path):
+    hostile = with_config(tiny_model_file, tmp_path / "hostile.keras", **{key: value})
+    script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n"
+              "from tfsep.cli import main\nsys.exit(main(sys.argv[1:]))")
+    song = tmp_path / "song.wav"
+    soundfile.write(song, np.zeros((800, 2)), 8000)
+    result = subprocess.run([sys.executable, "-c", script, "separate", str(song), "--model", str(hostile), "-o",
+                             str(tmp_path / "out"), "-q"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import tfsep
-from tfsep import names, quiet, stops
+from tfsep import names, quiet, stops, terminal
 
 
 def run_info(args):
@@ -78,6 +78,7 @@ def run_separate(args):
     from tqdm.auto import tqdm
 
     from tfsep.audio import AudioError
+    from tfsep.commits import recover_under
     from tfsep.outputs import (
         SeparationError,
         check_outputs,
@@ -87,8 +88,6 @@ def run_separate(args):
         with_format,
     )
     from tfsep.separate import Separator
-
-    from tfsep.commits import recover_under
 
     model = args.model_file
     args.template = with_format(args.template, args.file_format)
@@ -123,7 +122,7 @@ def run_separate(args):
             print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
             continue
         if not args.quiet:
-            say(f"{path} -> {', '.join(str(p) for p in written.values())}")
+            print(f"{path} -> {', '.join(str(p) for p in written.values())}")
     if failures and len(args.inputs) > 1:  # each was said as it happened; a summary after several files
         print(f"tfsep: {len(failures)} of {len(args.inputs)} files failed:", file=sys.stderr)
         for failure in failures:
@@ -376,16 +375,6 @@ def build_parser():
     return parser
 
 
-def say(text):
-    """Print a line to stdout; if stdout's reader has gone (`| head -1`), drop the rest and go on."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
-        os.close(devnull)
-
-
 def _show_notices():
     """Print each `files.Notice` (clipped samples, a recovered commit) as one line on stderr, as it comes."""
     from tfsep import files
@@ -430,7 +419,12 @@ def _beam_options(argv):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one tfsep command; the exit status. Its output streams never stop it (`terminal.guarded`)."""
+    with terminal.guarded():
+        return _main(sys.argv[1:] if argv is None else list(argv))
+
+
+def _main(argv):
     dashed = _dashed_file(argv)
     if dashed:
         print(f"tfsep: error: {dashed}: a file name that starts with a dash reads as an option; "

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 WINDOWS = ("hann", "hamming", "blackman")
+MAX_N_FFT = 65536  # 1.5 s at 44.1 kHz; beyond it a config is a mistake or an attack on memory
 FRAMINGS = ("center", "pad_end", "valid")
 
 
@@ -26,9 +27,10 @@ def window_array(window, n_fft):
 
 
 def check_stft_settings(n_fft, hop, window, framing="center"):
-    """Raise ValueError unless `n_fft` is a power of two, 1 <= hop <= n_fft // 2, and window and framing are known."""
-    if not isinstance(n_fft, int) or n_fft < 2 or n_fft & (n_fft - 1):
-        raise ValueError(f"n_fft must be a power of two >= 2, got {n_fft!r}")
+    """Raise ValueError unless `n_fft` is a power of two up to MAX_N_FFT, 1 <= hop <= n_fft // 2, and window and
+    framing are known."""
+    if not isinstance(n_fft, int) or isinstance(n_fft, bool) or not 2 <= n_fft <= MAX_N_FFT or n_fft & (n_fft - 1):
+        raise ValueError(f"n_fft must be a power of two from 2 to {MAX_N_FFT}, got {n_fft!r}")
     if not isinstance(hop, int) or not 1 <= hop <= n_fft // 2:
         raise ValueError(f"hop must be an integer in [1, n_fft // 2 = {n_fft // 2}], got {hop!r}")
     if window not in WINDOWS:

@@ -43,15 +43,23 @@ def max_bin(sample_rate, n_fft, bandwidth):
     return min(bins, int(bandwidth * n_fft / sample_rate) + 1)
 
 
+# Bounds on what sizes a model's tensors: a config from a file is checked against them before anything is built.
+LIMITS = {"sources": (1, 64), "sample_rate": (1000, 384000), "channels": (1, 32)}
+
+
 def _check_model_settings(sources, sample_rate, channels, bandwidth):
+    """Raise ValueError naming the key of a setting out of its range (`LIMITS`)."""
     if not sources or len(set(sources)) != len(sources):
         raise ValueError(f"sources must be a non-empty list of distinct names, got {list(sources)}")
+    if len(sources) > LIMITS["sources"][1]:
+        raise ValueError(f"sources must hold at most {LIMITS['sources'][1]} names, got {len(sources)}")
     for source in sources:
         if not isinstance(source, str) or not _SOURCE_NAME.match(source):
             raise ValueError(f"source name {source!r} must start with a letter and hold only letters, digits and _")
     for key, value in (("sample_rate", sample_rate), ("channels", channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        low, high = LIMITS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{key} must be an integer from {low} to {high}, got {value!r}")
     if bandwidth is not None and not bandwidth > 0:
         raise ValueError(f"bandwidth must be a positive frequency in Hz or None, got {bandwidth!r}")
 

@@ -503,10 +503,20 @@ SIZES = {
 }
 
 
+# The integer options that size a network's tensors, and their bounds: a model file's config is checked against
+# them before anything is built, so that a hostile or mistaken one cannot take the machine's memory.
+OPTION_RANGES = {
+    "umx": {"hidden": (1, 4096), "lstm_layers": (1, 8)},
+    "unet": {"filters": (1, 256), "segment": (1, 4096)},
+    "bandconv": {"bands": (1, 512), "features": (1, 1024), "blocks": (1, 12), "kernel": (1, 63)},
+}
+
+
 def network_options(architecture, size="base", options=None):
     """The keyword options of network `architecture` at preset `size`, updated by `options`.
 
-    Raises ValueError naming the architecture, size or option that is unknown.
+    Raises ValueError naming the architecture, size or option that is unknown, or an option out of
+    its range (`OPTION_RANGES`).
     """
     if architecture not in NETWORKS:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(NETWORKS)}")
@@ -517,7 +527,13 @@ def network_options(architecture, size="base", options=None):
     unknown = sorted(set(options or {}) - set(known))
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r} for architecture {architecture!r}; known options: {known}")
-    return {**SIZES[architecture][size], **(options or {})}
+    options = {**SIZES[architecture][size], **(options or {})}
+    for key, (low, high) in OPTION_RANGES[architecture].items():
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            raise ValueError(f"network option {key!r} of {architecture} must be an integer from {low} to {high}, "
+                             f"got {value!r}")
+    return options
 
 
 def receptive_field(architecture, options):
