@@ -303,3 +303,64 @@ def test_run_seed_fixes_the_initial_weights(rendered):
         weights.append(training.build_separation_model(config).get_weights())
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(rendered, tmp_path):
+    run = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 3})))
+    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((run / ".lock").is_file() and (run / ".lock").read_text()) and time.time() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    assert second.stderr.strip() == (f"tfsep: error: {run}: another tfsep train (process {first.pid}) is running "
+                                     "into this folder; wait for it to end, or choose another run.output")
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    assert epochs_logged(run) == [0, 1, 2]
+    assert json.loads((run / "finished.json").read_text())["best_val_sdr"] is not None
+
+
+@pytest.mark.slow
+def test_a_restart_killed_before_its_first_backup_loses_nothing(rendered, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 2})
+    assert run_cli(config, tmp_path / "config.yaml").returncode == 0
+    finished = {name: digest(run / name) for name in ("model.keras", "best.weights.h5", "history.csv")}
+    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(tmp_path / "config.yaml"), "--restart"]
+    restart = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / ".previous").is_dir() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # into its start-up: data loading, model building
+    restart.send_signal(signal.SIGKILL)
+    restart.wait()
+    assert not (run / "backup" / "training_metadata.json").exists()
+    again = run_cli(config, tmp_path / "config.yaml")
+    assert again.returncode == 0
+    assert f"{run}: a restart ended before its first epoch's backup; the previous run is back" in again.stderr
+    assert "this run has finished" in again.stdout
+    assert {name: digest(run / name) for name in finished} == finished and not (run / ".previous").exists()
+
+
+@pytest.mark.slow
+def test_a_restart_that_fails_puts_the_previous_run_back_and_one_that_trains_drops_it(rendered, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, schedule={"epochs": 2})
+    assert run_cli(config, tmp_path / "config.yaml").returncode == 0
+    model = digest(run / "model.keras")
+    broken = tmp_path / "broken"  # the same data set, with a track that lacks a stem
+    shutil.copytree(rendered, broken)
+    next((broken / "train").iterdir()).joinpath("bass.wav").unlink()
+    (tmp_path / "restart.yaml").write_text(yaml.safe_dump({**config, "data": {**config["data"],
+                                                                                "root": str(broken)}}))
+    failed = subprocess.run([sys.executable, "-m", "tfsep.cli", "train", "--config", str(tmp_path / "restart.yaml"),
+                             "--restart"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1 and "missing bass.wav" in failed.stderr
+    assert digest(run / "model.keras") == model and not (run / ".previous").exists()
+    done = subprocess.run([sys.executable, "-m", "tfsep.cli", "train", "--config", str(tmp_path / "config.yaml"),
+                           "--restart"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and epochs_logged(run) == [0, 1] and not (run / ".previous").exists()

@@ -31,7 +31,7 @@ import tensorflow as tf
 import yaml
 from keras.src.losses.loss import unscale_loss_for_distribution  # as Keras's own train_step
 
-from tfsep import data, pretrained
+from tfsep import data, pretrained, runfolder
 from tfsep._keras import keras
 from tfsep.callbacks import (
     BestWeights,
@@ -301,8 +301,10 @@ def _callbacks(config, output, chief, example, nan_guard, resuming):
         elif run.verbose == 1:
             callbacks.append(TrainingProgress(schedule.epochs, config.data.steps_per_epoch))
         callbacks.append(EpochSummary(sources, schedule.epochs))
-    # Last, so that an epoch counts as done only once its checkpoint and history row are written.
-    return callbacks + [RunBackup(output / "backup", nan_guard)]
+    # Last, so that an epoch counts as done only once its checkpoint and history row are written; then a restart's
+    # previous run, kept until now, can go.
+    return callbacks + [RunBackup(output / "backup", nan_guard),
+                        keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: runfolder.forget_previous(output))]
 
 
 def _find_tracks(config, subset):
@@ -326,17 +328,23 @@ def train(config=None, overrides=(), restart=False):
     output = Path(config.run.output)
     if not chief:
         output = output / f"worker-{strategy.cluster_resolver.task_id}"
+    with runfolder.claimed(output):
+        said = runfolder.recover(output)
+        if said:
+            print(f"tfsep: {said}", file=sys.stderr)
+        return _run(config, strategy, chief, output, restart)
+
+
+def _run(config, strategy, chief, output, restart):
+    """`train` in the run folder `output`, which this process holds (`runfolder.claimed`)."""
     settings = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
     if restart:
-        for name in ("finished.json", "best.weights.h5", "history.csv", "model.keras"):
-            (output / name).unlink(missing_ok=True)
-        shutil.rmtree(output / "backup", ignore_errors=True)
+        runfolder.set_aside(output)  # kept until the new run's first backup: a restart killed sooner loses nothing
     elif (output / "finished.json").is_file() and (output / "model.keras").is_file():
         print(f"{output}: this run has finished; its model is {output / 'model.keras'} (restart it to train again)")
         return None
     else:
         check_same_run(output / "config.yaml", config)
-    output.mkdir(parents=True, exist_ok=True)
     for leftover in [*output.glob(".*.part*"), *(output / "backup").glob(".*.part*")]:
         leftover.unlink()  # temporary files of a run killed before it could rename them into place
     replace_atomically(output / "config.yaml", lambda partial: Path(partial).write_text(settings))
@@ -344,6 +352,10 @@ def train(config=None, overrides=(), restart=False):
     keras.mixed_precision.set_global_policy(config.run.mixed_precision or "float32")
     try:
         return _fit(config, strategy, chief, output)
+    except BaseException:
+        if (output / runfolder.PREVIOUS).is_dir() and not (output / runfolder.BACKUP_COUNT).exists():
+            runfolder.put_back(output)  # the restart failed before its first backup: the previous run is back
+        raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
