@@ -197,3 +197,20 @@ def test_every_missing_package_of_a_layout_is_named(monkeypatch):
     assert "hydrogen-drumkits" not in str(raised.value) and "fluidsynth," not in str(raised.value)
     with pytest.raises(render.RenderError, match="rendering needs fluid-soundfont-gm, .*timgm6mb-soundfont, not "):
         render.require_packages("satb")
+
+
+@pytest.mark.slow
+def test_a_seed_renders_the_same_tracks_byte_for_byte_whatever_the_process_and_worker_count(tmp_path):
+    """Two renders of one seed, in processes of their own (each with its own string-hash seed), one worker against
+    three: every file, audio and manifest, is the same. mma's random patterns once made "other" differ."""
+    if not renderer_installed():
+        pytest.skip("needs the renderer")
+    for name, jobs in (("one", 1), ("three", 3)):
+        result = subprocess.run([sys.executable, "-m", "tfsep.cli", "render-dataset", str(tmp_path / name),
+                                 "--tracks", "6", "--seed", "3", "--jobs", str(jobs)], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+    one, three = ({p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+                  for root in (tmp_path / "one", tmp_path / "three"))
+    assert len(one) >= 6 * 6 and one.keys() == three.keys()
+    assert [path for path in one if one[path] != three[path]] == []

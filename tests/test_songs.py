@@ -125,12 +125,23 @@ def test_chorales_give_band_and_satb_parts():
 @needs_mma
 def test_mma_accompanies_a_chart_in_time():
     groove = next(g for g in songs.grooves() if g[0].lower() == "50srock")
-    parts = songs.accompany(["1 C", "2 G7", "3 Am", "4 F"], groove, 120.0, 100.0)
+    parts = songs.accompany(["1 C", "2 G7", "3 Am", "4 F"], groove, 120.0, 100.0, seed=1)
     assert all(parts[role] for role in ("drums", "bass", "other"))
     onsets = [n.start for p in parts["drums"] for n in p.notes]
     assert min(onsets) < 0.05 and max(onsets) < 8.0  # four 4/4 bars at 120 bpm last 8 s
     bass = [n.pitch % 12 for p in parts["bass"] for n in p.notes if n.start < 0.1]
     assert bass and bass[0] in (0, 4, 7)  # the first bar's bass plays the C chord
+
+
+@needs_mma
+def test_mma_s_own_random_choices_follow_the_seed():
+    """A groove that picks its patterns at random (SeqRnd) plays the same notes for the same seed, whatever the
+    process, and other notes for another seed."""
+    groove = next(g for g in songs.grooves() if g[0] == "BigBandSusPlus")
+    chart = [f"{bar} C" for bar in range(1, 17)]
+    notes = [[(n.start, n.pitch) for role in ("drums", "bass", "other") for p in songs.accompany(
+        chart, groove, 100.0, 40.0, seed=seed)[role] for n in p.notes] for seed in (7, 7, 8)]
+    assert notes[0] == notes[1] != notes[2]
 
 
 @needs_mma

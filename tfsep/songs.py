@@ -17,6 +17,7 @@ Every time is in seconds.
 
 import functools
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -280,10 +281,12 @@ def find_mma():
     return path
 
 
-def accompany(lines, groove, bpm, seconds, library=MMA_LIBRARY):
+def accompany(lines, groove, bpm, seconds, seed, library=MMA_LIBRARY):
     """Run mma on a chart with `groove` (name, beats, library file); returns {role: [Part]} for drums,
     bass and other, cut at `seconds`. The groove file is loaded by path (`Use`), so mma needs no
-    groove index (`mma -G`) and a name that two libraries share means the file chosen.
+    groove index (`mma -G`) and a name that two libraries share means the file chosen. mma's own
+    random choices (grooves with `SeqRnd`, random timing and volume) draw from `seed` (`RndSeed`),
+    and its Python runs with a fixed hash seed, so the same call gives the same notes.
 
     Channel 10 is drums; mma's bass tracks (named Bass... or Walk...) and programs 32-39 are
     bass; the rest is other.
@@ -291,11 +294,13 @@ def accompany(lines, groove, bpm, seconds, library=MMA_LIBRARY):
     import mido
 
     name, _, file = groove
-    text = "\n".join([f"Tempo {bpm:.2f}", f"Use {Path(library) / file}", f"Groove {name}", *lines, ""])
+    text = "\n".join([f"RndSeed {seed}", f"Tempo {bpm:.2f}", f"Use {Path(library) / file}", f"Groove {name}",
+                      *lines, ""])
     with tempfile.TemporaryDirectory(prefix="tfsep-mma-") as folder:
         source, midi = Path(folder) / "song.mma", Path(folder) / "song.mid"
         source.write_text(text)
-        result = subprocess.run([find_mma(), str(source), "-f", str(midi)], capture_output=True, text=True)
+        result = subprocess.run([find_mma(), str(source), "-f", str(midi)], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONHASHSEED": "0"})
         if result.returncode != 0 or not midi.is_file():
             raise SongError(f"mma failed with groove {name}: {(result.stdout + result.stderr).strip()[-200:]}")
         data = midi.read_bytes()
@@ -327,7 +332,7 @@ def with_groove(melody, bars, key, rng, groove_pool, bpm, seconds, tries=4):
         raise SongError(f"no mma groove in {beats}/4 for this split")
     for _ in range(tries):
         groove = pool[int(rng.integers(len(pool)))]
-        band = accompany(chart(bars, melody, key, groove[1], rng), groove, bpm, seconds)
+        band = accompany(chart(bars, melody, key, groove[1], rng), groove, bpm, seconds, int(rng.integers(2**31)))
         if all(sum(len(p.notes) for p in band[role]) >= 8 for role in band):
             return band, groove
     raise SongError(f"{tries} mma grooves in a row lacked drums, bass or other")
