@@ -278,3 +278,58 @@ def test_a_damaged_mp3_that_fills_ffmpeg_s_stderr_is_refused_without_a_hang(tmp_
     script = f"from tfsep import audio; audio.read({str(tmp_path / 'damaged.mp3')!r})"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "damaged.mp3: truncated, damaged or changed while read" in result.stderr.splitlines()[-1]
+
+
+def cut(path, keep):
+    """A copy of `path` beside it, named cut-<name>, holding its first `keep` bytes (a fraction if below 1)."""
+    data = path.read_bytes()
+    target = path.with_name(f"cut-{path.name}")
+    target.write_bytes(data[: int(len(data) * keep) if keep < 1 else len(data) - int(keep)])
+    return target
+
+
+@pytest.mark.parametrize("suffix, format, subtype, keep, message", [
+    (".au", "AU", "PCM_16", 0.5, r"truncated \(its header promises 529200 bytes"),
+    (".ogg", "OGG", "VORBIS", 0.5, r"truncated \(its Ogg stream stops before its last page\)"),
+    (".ogg", "OGG", "VORBIS", 0.9, r"truncated \(its Ogg stream stops before its last page\)"),
+])
+def test_au_and_ogg_cut_short_are_refused_by_their_own_length_records(suffix, format, subtype, keep, message,
+                                                                        tmp_path, rng):
+    whole = tmp_path / f"song{suffix}"
+    soundfile.write(whole, rng.uniform(-0.3, 0.3, (132300, 2)), 44100, format=format, subtype=subtype)
+    assert audio.info(whole).samples == 132300
+    with pytest.raises(audio.AudioError, match=message):
+        audio.info(cut(whole, keep))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("encoder", ["libsndfile", "ffmpeg vbr", "ffmpeg cbr"])
+def test_an_mp3_is_held_to_the_frame_count_of_its_header_to_two_frames(encoder, tmp_path, rng):
+    """LAME's Xing/Info header (libsndfile's encoder, and ffmpeg's behind an ID3 tag) counts the frames; a file that
+    decodes to fewer than that, less two frames, is refused: 10 % cut, or 17.6 kB of a minute."""
+    wav = tmp_path / "song.wav"
+    soundfile.write(wav, rng.uniform(-0.3, 0.3, (44100 * 60, 2)), 44100, subtype="PCM_16")
+    mp3 = tmp_path / "song.mp3"
+    if encoder == "libsndfile":
+        soundfile.write(mp3, soundfile.read(wav)[0], 44100, format="MP3")
+    else:
+        quality = ["-q:a", "4"] if encoder == "ffmpeg vbr" else ["-b:a", "128k"]
+        subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-c:a", "libmp3lame", *quality, mp3], check=True)
+    found, blocks = audio.blocks(mp3)
+    assert found.samples == 44100 * 60 and sum(len(block) for block in blocks) == 44100 * 60
+    for keep in (0.9, 17_600):
+        with pytest.raises(audio.AudioError, match="truncated, damaged or changed while read"):
+            found, blocks = audio.blocks(cut(mp3, keep))
+            list(blocks)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_an_mp3_without_a_length_record_is_taken_as_it_decodes(tmp_path, rng):
+    wav = tmp_path / "song.wav"
+    soundfile.write(wav, rng.uniform(-0.3, 0.3, (44100 * 5, 2)), 44100, subtype="PCM_16")
+    mp3 = tmp_path / "song.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", wav, "-c:a", "libmp3lame", "-b:a", "128k", "-write_xing", "0",
+                    mp3], check=True)
+    assert audio.mp3_length(mp3) is None
+    found, blocks = audio.blocks(cut(mp3, 0.8))
+    assert sum(len(block) for block in blocks) < 0.85 * 44100 * 5  # accepted: nothing says how long it was

@@ -9,6 +9,7 @@ Long files can be read and written block by block (`blocks`, `BlockWriter`).
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,10 +32,15 @@ class AudioError(Exception):
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What a file's header says: its length in samples, rate, channels and sample format, and `slack`, how many
+    samples fewer than `samples` its decoding may give before the file counts as cut short (0: the header's
+    length is exact)."""
+
     samples: int
     sample_rate: int
     channels: int
     subtype: str
+    slack: int = 0
 
 
 FFMPEG_SUFFIXES = {".mp3", ".m4a", ".mp4", ".aac", ".opus", ".wma", ".webm", ".mka"}
@@ -67,12 +73,34 @@ def info(path):
     except Exception as error:
         raise AudioError(f"{path}: not a readable audio file ({error_reason(error)})") from None
     _check_complete(path, found.extra_info)
+    if found.format == "OGG" and not ogg_ends(path):
+        raise AudioError(f"{path}: truncated (its Ogg stream stops before its last page)")
     return AudioInfo(found.frames, found.samplerate, found.channels, found.subtype)
+
+
+def ogg_ends(path):
+    """Whether the Ogg file at `path` is whole: its pages (RFC 3533) follow one another to the end of the file, and
+    the last one carries the end-of-stream flag. A cut file stops inside a page, or after one without that flag,
+    and libsndfile then reports the length of what is left as the stream's."""
+    with open(path, "rb") as file:
+        size, position, last_flags = os.fstat(file.fileno()).st_size, 0, None
+        while position < size:
+            file.seek(position)
+            header = file.read(27)
+            if len(header) < 27 or header[:4] != b"OggS":
+                return False
+            table = file.read(header[26])
+            if len(table) < header[26]:
+                return False
+            position += 27 + len(table) + sum(table)
+            last_flags = header[5]
+        return position == size and last_flags is not None and bool(last_flags & 0x04)
 
 
 # What libsndfile's header log says of a file shorter than its header: the chunk's promised
 # and present bytes (wav, aiff, w64), or its promised and present frames (aiff, rf64).
-_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M | re.I)
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND|riff|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M | re.I)
+
 _SHORT_FRAMES = [
     re.compile(r"Frame count read from '\w+' chunk \((\d+)\) not equal to frame count\s+\*+\s*calculated from "
                r"length of '\w+' chunk \((\d+)\)"),
@@ -82,7 +110,8 @@ _NO_PROMISE = (0, 0xFFFFFFFF)  # the data size that streaming writers leave in a
 
 
 def _check_complete(path, log):
-    """Raise AudioError if libsndfile's header log says the file is shorter than its header promises."""
+    """Raise AudioError if libsndfile's header log says the file is shorter than its header promises (wav, aiff, w64,
+    rf64, au)."""
     for match in _SHORT_CHUNK.finditer(log):
         promised, present = int(match[1]), int(match[2])
         if promised > present + 1 and promised not in _NO_PROMISE:  # + 1: a chunk's pad byte
@@ -98,15 +127,9 @@ def _check_complete(path, log):
 
 
 def _check_decoded(path, found, decoded):
-    """Raise AudioError if fewer samples were decoded than `found` (the file's AudioInfo) promised.
-
-    That is a file cut short where its header could not tell, or one that shrank while it was
-    read. ffprobe's durations of compressed streams are approximate (encoder delay and padding),
-    so those may fall short by 2 % or 0.5 s.
-    """
-    missing = found.samples - decoded
-    if _uses_ffmpeg(path):
-        missing -= max(0.02 * found.samples, 0.5 * found.sample_rate)
+    """Raise AudioError if fewer samples were decoded than `found` (the file's AudioInfo) promised, beyond its
+    `slack`: a file cut short where its header could not tell, or one that shrank while it was read."""
+    missing = found.samples - decoded - found.slack
     if missing > 0:
         raise AudioError(f"{path}: truncated, damaged or changed while read ({decoded} samples decoded, its "
                          f"header promises {found.samples})")
@@ -122,8 +145,49 @@ def _ffprobe(path):
                          f"({error_reason(result.stderr) if result.stderr else 'no audio stream'})")
     stream = streams[0]
     rate = int(stream["sample_rate"])
-    duration = float(stream.get("duration") or 0.0)
-    return AudioInfo(int(round(duration * rate)), rate, int(stream["channels"]), stream.get("sample_fmt", ""))
+    samples = int(round(float(stream.get("duration") or 0.0) * rate))
+    # ffprobe's durations of compressed streams are approximate (encoder delay and padding), so those may fall
+    # short by 2 % or 0.5 s; an mp3 whose Xing, Info or VBRI header counts its frames, by two frames.
+    slack = int(max(0.02 * samples, 0.5 * rate))
+    promised = mp3_length(path) if path.suffix.lower() == ".mp3" else None
+    if promised is not None:
+        samples, slack = promised, 2 * 1152
+    return AudioInfo(samples, rate, int(stream["channels"]), stream.get("sample_fmt", ""), slack)
+
+
+def mp3_length(path):
+    """The samples per channel that an mp3's first frame promises, from its Xing or Info header (frames × samples
+    per frame, less the LAME tag's encoder delay and padding, as decoders drop them) or VBRI header; None if it
+    has none. A constant-bitrate file without one has no length record, and is taken as it decodes."""
+    with open(path, "rb") as file:
+        head = file.read(10)
+        if head[:3] == b"ID3":  # an ID3v2 tag first: its size is four 7-bit bytes, plus a footer if flagged
+            file.seek(10 + int.from_bytes(bytes(b & 0x7F for b in head[6:10]), "big") + 10 * bool(head[5] & 0x10))
+        else:
+            file.seek(0)
+        data = file.read(8192)
+    start = next((k for k in range(len(data) - 4) if data[k] == 0xFF and data[k + 1] & 0xE0 == 0xE0), None)
+    if start is None:
+        return None
+    header = int.from_bytes(data[start:start + 4], "big")
+    mpeg1, mono = (header >> 19) & 3 == 3, (header >> 6) & 3 == 3
+    per_frame = 1152 if mpeg1 else 576  # layer III
+    xing = start + 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    if data[xing:xing + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(data[xing + 4:xing + 8], "big")
+        if not flags & 1:
+            return None
+        frames = int.from_bytes(data[xing + 8:xing + 12], "big")
+        lame = xing + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
+        delay = padding = 0
+        if data[lame:lame + 4] in (b"LAME", b"Lavc", b"Lavf") and len(data) >= lame + 24:  # LAME's tag, or ffmpeg's
+            gap = data[lame + 21:lame + 24]
+            delay, padding = (gap[0] << 4) | (gap[1] >> 4), ((gap[1] & 0x0F) << 8) | gap[2]
+        return frames * per_frame - delay - padding
+    vbri = start + 36
+    if data[vbri:vbri + 4] == b"VBRI":
+        return int.from_bytes(data[vbri + 14:vbri + 18], "big") * per_frame
+    return None
 
 
 def blocks(path, block_samples=441000):
