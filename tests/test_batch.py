@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +14,6 @@ import soundfile
 beam = pytest.importorskip("apache_beam", reason="needs apache-beam (the beam extra)")
 
 from tfsep import batch  # noqa: E402
-from tfsep.formats.keras import KerasBackend  # noqa: E402
 
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the local runner, in this process
 
@@ -58,7 +59,6 @@ def test_batch_writes_the_stems_that_separate_writes(catalog, tiny_model_file, t
     for path, (samples, subtype) in expected.items():
         assert written[path][1] == subtype and written[path][0].shape == samples.shape, path
         assert np.abs(written[path][0] - samples).max() <= 1e-5, path
-    assert not list((tmp_path / "batch").glob(".tfsep-batch-*"))  # the scratch folder is removed
 
 
 @pytest.mark.slow
@@ -90,20 +90,6 @@ def test_a_corrupt_file_is_a_dead_letter_and_a_rerun_resumes(catalog, tiny_model
     assert not (out / batch.FAILURES).exists()
     forced = tfsep("batch", inputs, "-o", out, "--model", tiny_model_file, "--overwrite", "--", *IN_PROCESS)
     assert forced.returncode == 0 and "separated 2 files" in forced.stdout, forced.stderr
-
-
-def test_the_model_handler_batches_chunks_of_one_length_and_returns_each_its_own(tiny_model, rng):
-    handler = batch.SeparationModelHandler("unused.keras")
-    backend = KerasBackend(tiny_model)
-    examples = [rng.uniform(-0.5, 0.5, shape).astype(np.float32) for shape in
-                [(1, 4000, 2), (2, 4000, 2), (1, 1500, 2), (1, 4000, 2)]]
-    results = handler.run_inference(examples, backend)
-    for example, result in zip(examples, results):
-        assert result.example is example
-        alone = backend(example)
-        for source in tiny_model.sources:
-            assert result.inference[source].shape == example.shape
-            np.testing.assert_allclose(result.inference[source], alone[source], atol=1e-5)
 
 
 def test_the_default_runner_is_the_local_portable_one_on_every_core():
@@ -146,10 +132,14 @@ def test_bad_input_gets_one_line_each_and_existing_outputs_are_skipped(catalog, 
     assert empty.returncode == 1 and empty.stderr == f"tfsep: error: {catalog}/*.mp3: matches no audio file\n"
 
     (tmp_path / "out" / "a").mkdir(parents=True)
-    (tmp_path / "out" / "a" / "vocals.wav").write_bytes(b"an earlier output")
+    (tmp_path / "out" / "a" / "vocals.wav").write_bytes(b"an earlier output")  # a set with one stem of four
     partial = tfsep("batch", catalog / "a.wav", "-o", tmp_path / "out", "--model", tiny_model_file, "--", *IN_PROCESS)
-    assert partial.returncode == 0 and "skipped 1" in partial.stdout and "0 failed" in partial.stdout
-    assert (tmp_path / "out" / "a" / "vocals.wav").read_bytes() == b"an earlier output"
+    assert partial.returncode == 0 and "separated 1 files" in partial.stdout and "skipped 0" in partial.stdout
+    assert sorted(p.name for p in (tmp_path / "out" / "a").iterdir()) == ["bass.wav", "drums.wav", "other.wav",
+                                                                          "vocals.wav"]
+    assert soundfile.info(tmp_path / "out" / "a" / "vocals.wav").frames > 0  # remade whole
+    again = tfsep("batch", catalog / "a.wav", "-o", tmp_path / "out", "--model", tiny_model_file, "--", *IN_PROCESS)
+    assert again.returncode == 0 and "skipped 1" in again.stdout
 
 
 def test_a_file_that_vanishes_after_it_was_matched_is_a_dead_letter(catalog, tiny_model_file, tmp_path, monkeypatch):
@@ -159,3 +149,53 @@ def test_a_file_that_vanishes_after_it_was_matched_is_a_dead_letter(catalog, tin
     assert (result.done, result.failed) == (1, 1)
     [line] = result.failures.read_text().splitlines()
     assert json.loads(line) == {"path": str(gone), "reason": f"{gone}: no such file"}
+
+
+@pytest.mark.slow
+def test_an_interrupted_batch_keeps_the_files_it_finished_and_a_rerun_does_the_rest(tiny_model_file, tmp_path, rng):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for k in range(8):
+        soundfile.write(inputs / f"song{k}.wav", rng.uniform(-0.3, 0.3, (8000 * 6, 2)), 8000, subtype="PCM_16")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tfsep.cli", "batch", str(inputs), "-o", str(out), "--model",
+               str(tiny_model_file), "--chunk", "0.5", "--overlap", "0.1", "--", "--direct_num_workers=1"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len([p for p in out.glob("song*") if len(list(p.glob("*.wav"))) == 4]) < 2:
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130
+    whole = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    kept = [folder for folder in out.glob("song*") if sorted(p.name for p in folder.iterdir()) == whole]
+    assert 2 <= len(kept) < 8
+    for folder in set(out.glob("song*")) - set(kept):  # the file in flight: its temporaries only, no stem
+        assert all(p.name.startswith(".") and ".part" in p.name for p in folder.iterdir())
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and f"separated {8 - len(kept)} files" in again.stdout
+    assert f"skipped {len(kept)}" in again.stdout
+    assert all(sorted(p.name for p in folder.iterdir()) == whole for folder in out.glob("song*"))
+    assert len(list(out.glob("song*"))) == 8 and not list(out.rglob(".*"))  # the interrupted run's temporaries too
+
+
+def test_a_file_that_changes_while_it_is_read_is_a_dead_letter(catalog, tiny_model_file, tmp_path, monkeypatch):
+    song = tmp_path / "song.wav"
+    song.write_bytes((catalog / "a.wav").read_bytes())
+    real = batch.audio.blocks
+
+    def rewritten_meanwhile(path, block_samples=441000):
+        found, blocks = real(path, block_samples)
+
+        def reading():
+            yield from blocks
+            soundfile.write(song, np.zeros((20000, 2)), 8000)  # replaced by another program, after the read
+
+        return found, reading()
+
+    monkeypatch.setattr(batch.audio, "blocks", rewritten_meanwhile)
+    result = batch.run([song], tmp_path / "out", model=tiny_model_file, pipeline_args=IN_PROCESS)
+    assert (result.done, result.failed) == (0, 1)
+    [line] = result.failures.read_text().splitlines()
+    assert json.loads(line)["reason"] == f"{song}: changed while it was read; nothing was written"
+    assert not (tmp_path / "out" / "song").exists()

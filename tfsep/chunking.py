@@ -73,39 +73,54 @@ def chunk_plan(description, chunk_seconds, overlap_seconds=None):
     return ChunkPlan(chunk, overlap, None)
 
 
-def chunked(plan, description, separate_chunk, blocks, workers=1):
+def chunked(plan, description, separate_chunks, blocks, workers=1, batch=1):
     """Stem blocks (stems, n, channels) for a stream of mixture blocks (n, channels), by `plan`.
 
-    `separate_chunk` maps one chunk, float32 (samples, channels), to its stems (stems,
-    samples, channels): the model itself for crossfaded chunks, its `valid` form for summed ones.
-    With `workers` > 1 it is called on that many chunks at once, from as many threads (a
-    backend with one interpreter per thread), ahead of the chunk being joined; the result is
-    the same, and at most `workers` + 1 chunks are alive.
+    `separate_chunks` maps a list of chunks of one length, float32 (samples, channels), to
+    the list of their stems (stems, samples, channels): the model itself for crossfaded
+    chunks, its `valid` form for summed ones. It is given up to `batch` chunks at a time (one
+    model call), and with `workers` > 1 runs on that many lists at once, from as many threads
+    (a backend with one interpreter per thread), ahead of the chunk being joined; the result
+    is the same, and at most (`workers` + 1) · `batch` chunks are alive.
     """
     if plan.chunk_frames:
-        return summed_chunks(separate_chunk, blocks, plan.chunk_frames, description["n_fft"], description["hop"],
-                             description["framing"], description["window"], workers)
-    return crossfade_chunks(separate_chunk, blocks, plan.chunk, plan.overlap, workers)
+        return summed_chunks(separate_chunks, blocks, plan.chunk_frames, description["n_fft"], description["hop"],
+                             description["framing"], description["window"], workers, batch)
+    return crossfade_chunks(separate_chunks, blocks, plan.chunk, plan.overlap, workers, batch)
 
 
-def _mapped(function, items, workers):
-    """(function(chunk), tag) for each (chunk, tag) of `items`, in order; with `workers` > 1 the calls run in a
-    thread pool, up to `workers` ahead of the one being consumed."""
+def _grouped(items, batch):
+    """Lists of up to `batch` consecutive (chunk, tag) items whose chunks have one shape."""
+    group = []
+    for item in items:
+        if group and (len(group) == batch or np.shape(item[0]) != np.shape(group[0][0])):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
+def _mapped(function, items, workers, batch=1):
+    """(stems, tag) for each (chunk, tag) of `items`, in order, from `function` called on lists of up to `batch`
+    chunks (`_grouped`); with `workers` > 1 the calls run in a thread pool, up to `workers` ahead of the one being
+    consumed."""
+    groups = _grouped(items, batch)
     if workers <= 1:
-        for chunk, tag in items:
-            yield function(chunk), tag
+        for group in groups:
+            yield from zip(function([chunk for chunk, _ in group]), (tag for _, tag in group))
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsep-chunk") as pool:
         running = collections.deque()
         try:
-            for chunk, tag in items:
-                running.append((pool.submit(function, chunk), tag))
+            for group in groups:
+                running.append((pool.submit(function, [chunk for chunk, _ in group]), [tag for _, tag in group]))
                 if len(running) > workers:
-                    future, tag = running.popleft()
-                    yield future.result(), tag
+                    future, tags = running.popleft()
+                    yield from zip(future.result(), tags)
             while running:
-                future, tag = running.popleft()
-                yield future.result(), tag
+                future, tags = running.popleft()
+                yield from zip(future.result(), tags)
         finally:
             for future, _ in running:  # the consumer stopped early, or a chunk failed: start no more
                 future.cancel()
@@ -134,14 +149,14 @@ def _crossfade_inputs(blocks, chunk, step):
             buffer = None if last else buffer[step:]
 
 
-def crossfade_chunks(separate_chunk, blocks, chunk, overlap, workers=1):
+def crossfade_chunks(separate_chunks, blocks, chunk, overlap, workers=1, batch=1):
     """Separate a stream of mixture blocks chunk by chunk, yielding stem blocks as they become final.
 
     Args:
-        separate_chunk: float32 (samples, channels) -> (stems, samples, channels).
+        separate_chunks: [float32 (samples, channels)] -> [(stems, samples, channels)] (`chunked`).
         blocks: iterable of float32 (n, channels) arrays, the mixture in order.
         chunk, overlap: in samples, 0 <= overlap < chunk; chunk k starts at k·(chunk − overlap).
-        workers: chunks separated at once (`chunked`).
+        workers, batch: calls at once, chunks per call (`chunked`).
 
     Yields (stems, n, channels) arrays whose concatenation is as long as the mixture. In
     an overlap, the earlier chunk fades out and the later one fades in, linearly.
@@ -149,7 +164,7 @@ def crossfade_chunks(separate_chunk, blocks, chunk, overlap, workers=1):
     step = chunk - overlap
     fade_in = ((np.arange(overlap) + 0.5) / overlap).astype(np.float32)[:, None] if overlap else None
     pending = None
-    for stems, last in _mapped(separate_chunk, _crossfade_inputs(blocks, chunk, step), workers):
+    for stems, last in _mapped(separate_chunks, _crossfade_inputs(blocks, chunk, step), workers, batch):
         stems = _own(stems)
         if pending is not None:
             stems[:, :overlap] = stems[:, :overlap] * fade_in + pending
@@ -198,7 +213,7 @@ def _summed_inputs(blocks, chunk_frames, n_fft, hop, pad, framing, ends):
         buffer, done = buffer[step:], done + chunk_frames
 
 
-def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, window="hann", workers=1):
+def summed_chunks(separate_chunks, blocks, chunk_frames, n_fft, hop, framing, window="hann", workers=1, batch=1):
     """Separate a stream of mixture blocks in chunks of whole frames of the stream's STFT, summing their outputs.
 
     The stream's STFT has frame k at samples [k·hop − pad, k·hop − pad + n_fft), with pad and
@@ -207,11 +222,11 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
     samples those frames span, zeros outside the stream.
 
     Args:
-        separate_chunk: float32 (samples, channels) -> (stems, samples, channels), the model's
-            `valid` form (`models.chunk_model`): the chunk's overlap-added frames divided by
-            the steady-state window sum.
+        separate_chunks: [float32 (samples, channels)] -> [(stems, samples, channels)], the
+            model's `valid` form (`models.chunk_model`): each chunk's overlap-added frames divided
+            by the steady-state window sum.
         blocks: iterable of float32 (n, channels) arrays, the mixture in order.
-        workers: chunks separated at once (`chunked`).
+        workers, batch: calls at once, chunks per call (`chunked`).
 
     Yields (stems, n, channels) arrays whose concatenation is as long as the mixture: the
     chunks' outputs summed where they overlap, and divided again where the stream's frames
@@ -235,7 +250,7 @@ def summed_chunks(separate_chunk, blocks, chunk_frames, n_fft, hop, framing, win
         return block
 
     inputs = _summed_inputs(blocks, chunk_frames, n_fft, hop, pad, framing, ends)
-    for stems, tail in _mapped(separate_chunk, inputs, workers):
+    for stems, tail in _mapped(separate_chunks, inputs, workers, batch):
         stems = _own(stems)
         if pending is not None:
             stems[:, : pending.shape[1]] += pending

@@ -284,14 +284,16 @@ def build_parser():
         "batch", help="separate a whole catalog on Apache Beam (locally, or on Dataflow, Flink or Spark)",
         usage="tfsep batch [options] INPUT [INPUT ...] -o OUT [-- BEAM_PIPELINE_OPTIONS]",
         description="Separate every audio file that the INPUTs (files, folders, globs; gs://, s3://, hdfs:// where "
-        "Beam's extras for them are installed) match, writing the stems that `tfsep separate` writes. Chunks of all "
-        "files are batched through the model, loaded once per worker. Files that fail are listed in "
-        "OUT/_failures.jsonl and the exit status is 1; a rerun skips files whose stems are all there. Arguments "
+        "Beam's extras for them are installed) match, writing the stems that `tfsep separate` writes, with the "
+        "model loaded once per worker. Files that fail are listed in OUT/_failures.jsonl and the exit status is 1; "
+        "each file's stems are written as soon as it is done, and a rerun skips files whose stems are all there "
+        "and does the rest again. Arguments "
         "after -- are Beam's pipeline options (default: the local runner, one worker per core).",
     )
     batch.add_argument("inputs", nargs="+", metavar="INPUT")
     _separation_options(batch)
-    batch.add_argument("--batch-size", type=int, default=4, metavar="N", help="chunks per model call (4)")
+    batch.add_argument("--batch-size", type=int, default=1, metavar="N",
+                       help="chunks of a file per model call (1; a GPU keeps busier with more, using more memory)")
     batch.set_defaults(run=run_batch, pipeline_args=[])
 
     evaluate = commands.add_parser(

@@ -14,6 +14,7 @@ written block by block by an `outputs.StemWriter`, which commits the stems as on
 only when the whole file has been separated.
 """
 
+import os
 import warnings
 from pathlib import Path
 
@@ -74,6 +75,12 @@ def _channel_groups(channels, group):
     return [[min(start + i, channels - 1) for i in range(group)] for start in range(0, channels, group)]
 
 
+def _version(path):
+    """What tells one version of a file from another: its inode, size and modification time."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _exactly(stems, counted, count, channels):
     """The stem blocks cropped, or padded with silence at the end, to the `counted` mixture's length."""
     written = 0
@@ -93,13 +100,15 @@ class Separator:
         chunk_seconds, overlap_seconds: the chunk plan (`chunking.chunk_plan`): chunks rounded
             to the STFT hop, crossfaded over 1 s by default; or, for networks that cut frames
             into segments, summed chunks of whole segments, which take no overlap.
+        batch_size: chunks of a file given to the model in one call (a GPU keeps busy with
+            several; memory grows with it).
         options: weightless options of the model (`backends.OPTIONS`): `wiener_iterations`, Wiener EM
             iterations; `griffin_lim_iterations`, Griffin-Lim iterations from the mixture's phase;
             `mixture_consistent`, stems that sum to the mixture. Those given, and not None, rebuild
             the model with them (a backend's were set when it was made).
     """
 
-    def __init__(self, model, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, **options):
+    def __init__(self, model, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, batch_size=1, **options):
         if isinstance(model, backends.Backend):
             if backends.asked(options):
                 raise ValueError(f"a backend's options ({', '.join(backends.asked(options))}) are set when it is made")
@@ -112,35 +121,41 @@ class Separator:
         self.sources, self.sample_rate = tuple(self.description["sources"]), self.description["sample_rate"]
         self.channels = self.description["channels"]
         self.plan = chunking.chunk_plan(self.description, chunk_seconds, overlap_seconds)
+        self.batch_size = batch_size
         limit = self.description.get("max_samples")  # a SavedModel's limit per request
         if limit and self.plan.chunk > limit:
             raise ValueError(f"chunks of {chunk_seconds} s exceed this SavedModel's limit of "
                              f"{limit / self.sample_rate:g} s per request; choose a shorter chunk")
 
     @classmethod
-    def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, threads=2, **options):
+    def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, threads=2, batch_size=1, **options):
         """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT on `threads` threads), a
         SavedModel version folder from `tfsep export`, or a name: `band`, the shipped model (also taken when no
         path is given; run in its TFLite form where LiteRT is installed, `pretrained.separation_model`), or a
         pretrained one such as `spleeter:2stems` (`pretrained.resolve`); `options` as for `Separator`."""
         path = pretrained.separation_model(path, **options)
-        return cls(formats.backend(path, threads, **options), chunk_seconds, overlap_seconds)
+        return cls(formats.backend(path, threads, **options), chunk_seconds, overlap_seconds, batch_size)
 
-    def _separate_chunk(self, mixture):
-        """(samples, channels) at the model's rate -> (sources, samples, channels)."""
-        channels = mixture.shape[1]
+    def _separate_chunks(self, chunks):
+        """[(samples, channels)] of one length at the model's rate -> [(sources, samples, channels)], in one call of
+        the backend on every channel group of every chunk."""
+        channels = chunks[0].shape[1]
         groups = _channel_groups(channels, self.channels)
-        batch = np.stack([mixture[:, group] for group in groups])  # (groups, samples, model channels)
+        batch = np.stack([chunk[:, group] for chunk in chunks for group in groups])  # (chunks · groups, samples, ch)
         estimates = self.backend(batch)
+        return [self._regroup(estimates, k * len(groups), groups, channels) for k in range(len(chunks))]
+
+    def _regroup(self, estimates, first, groups, channels):
+        """The (sources, samples, channels) stems of one chunk, from its groups' rows of `estimates` from `first`."""
         if groups == [list(range(channels))]:  # the model's own channel count: one group, in order
-            return np.stack([estimates[source][0] for source in self.sources])
-        stems = np.zeros((len(self.sources), len(mixture), channels), np.float32)
+            return np.stack([estimates[source][first] for source in self.sources])
+        samples = estimates[self.sources[0]].shape[1]
+        stems = np.zeros((len(self.sources), samples, channels), np.float32)
         for k, source in enumerate(self.sources):
-            estimate = estimates[source]
             for g, group in enumerate(groups):
                 for i, column in enumerate(group):
                     if column not in group[:i]:
-                        stems[k, :, column] = estimate[g, :, i]
+                        stems[k, :, column] = estimates[source][first + g, :, i]
         return stems
 
     def stream(self, blocks, rate, channels, residual, name):
@@ -162,8 +177,8 @@ class Separator:
                 yield block
 
         at_model_rate = _resampled(recording(counted), rate, self.sample_rate, channels)
-        stems = chunking.chunked(self.plan, self.description, self._separate_chunk, at_model_rate,
-                                 self.backend.workers)
+        stems = chunking.chunked(self.plan, self.description, self._separate_chunks, at_model_rate,
+                                 self.backend.workers, self.batch_size)
         count = len(self.sources)
         if rate != self.sample_rate:  # resampled as one (n, stems · channels) stream, then split again
             flat = (block.transpose(1, 0, 2).reshape(block.shape[1], -1) for block in stems)
@@ -210,13 +225,16 @@ class Separator:
         commits first, every existing output stays as it was. Existing outputs are refused
         unless `overwrite`, before any work and again at the commit; so are outputs that collide
         (`check_outputs`). Samples beyond full scale, in formats bounded by it, are limited to
-        ±1, with an `outputs.ClippingWarning` that says how many.
+        ±1, with an `outputs.ClippingWarning` that says how many. A file that changes while it
+        is read (another program rewriting it) is refused before the commit: stems of two
+        versions are never written.
         """
         path = Path(path)
         targets = self.output_paths(path, outdir, template, residual)
         check_outputs({path: targets})
         refuse_existing(targets, overwrite)
         found, blocks = audio.blocks(path, BLOCK_SAMPLES)
+        version = _version(path)  # the file is there and readable; its samples are read from here on
         stem_subtype = subtype(template, bits)
         bar = tqdm(total=found.samples, unit="sample", unit_scale=True, desc=path.name, leave=False,
                    disable=not progress)
@@ -228,6 +246,8 @@ class Separator:
                 raise SeparationError(f"{path}: holds no samples")
             bar.total = bar.n  # a compressed file's length was the container's estimate: end the bar at 100 %
             bar.refresh()
+            if _version(path) != version:
+                raise SeparationError(f"{path}: changed while it was read; nothing was written")
             writer.commit(overwrite)
         if writer.clipped:
             total = writer.samples * len(targets) * found.channels

@@ -101,9 +101,9 @@ def separated_chunks(separator, mixture):
 
     chunks = []
 
-    def record(chunk):
-        chunks.append(chunk[None].copy())
-        return np.zeros((len(separator.sources),) + chunk.shape, np.float32)
+    def record(batch):
+        chunks.extend(chunk[None].copy() for chunk in batch)
+        return [np.zeros((len(separator.sources),) + chunk.shape, np.float32) for chunk in batch]
 
     for _ in chunking.chunked(separator.plan, separator.description, record, [mixture]):
         pass
