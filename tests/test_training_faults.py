@@ -32,6 +32,14 @@ def run_cli(config, config_path, timeout=300):
                            capture_output=True, text=True, timeout=timeout)
 
 
+def train_command(rendered, tmp_path, epochs):
+    """(run folder, the `tfsep train` command of a tiny run of `epochs` into it), its config written."""
+    run = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": epochs})))
+    return run, [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+
+
 def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -152,10 +160,7 @@ def kill_at_random_moment(process, run, moment, rng):
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(rendered, tmp_path):
     rng = np.random.default_rng(20261124)
-    run = tmp_path / "run"
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 12})))
-    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    run, command = train_command(rendered, tmp_path, 12)
     # At most 2 × 1 + 2 × 3 epochs pass during the four kills, so the run is never done before one.
     for moment in rng.permutation(["start-up", "start-up", "epoch", "epoch"]):
         with open(tmp_path / "stderr.txt", "w+") as stderr:
@@ -179,10 +184,7 @@ def test_runs_killed_at_random_moments_resume_and_finish_with_a_loadable_model(r
 
 @pytest.mark.slow
 def test_a_run_killed_after_some_epochs_resumes_from_the_next_one(rendered, tmp_path):
-    run = tmp_path / "run"
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 8})))
-    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    run, command = train_command(rendered, tmp_path, 8)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_for_epochs(first, run, 2)
     first.send_signal(signal.SIGKILL)
@@ -307,10 +309,7 @@ def test_run_seed_fixes_the_initial_weights(rendered):
 
 @pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(rendered, tmp_path):
-    run = tmp_path / "run"
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config(rendered, run, schedule={"epochs": 3})))
-    command = [sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)]
+    run, command = train_command(rendered, tmp_path, 3)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not ((run / ".lock").is_file() and (run / ".lock").read_text()) and time.time() < deadline:
