@@ -117,6 +117,38 @@ def test_a_temporary_whose_process_id_was_reused_is_stale(tmp_path):
     assert files.ownerless(temporary)
 
 
+def test_a_folder_is_written_whole_or_not_at_all_and_a_dead_writer_s_half_folder_is_removed(tmp_path):
+    target = tmp_path / "export" / "1"
+
+    def write(folder, fail=False):
+        (folder / "weights").write_text("new")
+        (folder / "assets").mkdir()
+        (folder / "assets" / "about.json").write_text("{}")
+        if fail:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        files.write_folder(target, lambda folder: write(folder, fail=True))
+    assert list(target.parent.iterdir()) == []
+    assert files.write_folder(target, write) == target
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == ["assets", "assets/about.json", "weights"]
+    with pytest.raises(FileExistsError, match="already exists"):
+        files.write_folder(target, write)
+    (target / "weights").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        files.write_folder(target, lambda folder: write(folder, fail=True), replace=True)
+    assert (target / "weights").read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["1"]
+    files.write_folder(target, write, replace=True)
+    assert (target / "weights").read_text() == "new" and sorted(p.name for p in target.parent.iterdir()) == ["1"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    half = target.parent / f".2.{dead}-abcdef.part"
+    (half / "variables").mkdir(parents=True)
+    live = files.temporary_folder_beside(target.parent / "3")
+    assert files.tidy(target.parent) == [str(half)]
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(["1", live.name])
+
+
 @pytest.fixture
 def song(tmp_path):
     path = tmp_path / "song.wav"

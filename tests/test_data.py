@@ -71,6 +71,22 @@ def test_broken_tracks_are_refused_naming_track_and_file(broken, message, tmp_pa
         data.find_tracks(tmp_path / "set", "train", SOURCES)
 
 
+def test_a_remainder_source_is_the_mixture_minus_the_others_in_every_reader(tmp_path, rng):
+    folder = tmp_path / "set" / "train" / "song"
+    stems = make_track(folder, rng, sources=("vocals", "drums", "bass"))
+    with pytest.raises(data.DatasetError, match="make it the remainder source"):
+        data.find_tracks(tmp_path / "set", "train", ["vocals", "accompaniment"])
+    (track,) = data.find_tracks(tmp_path / "set", "train", ["vocals", "accompaniment"], remainder="accompaniment")
+    (loaded,) = data.load_tracks([track], ["vocals", "accompaniment"], 8000, progress=False)
+    mixture, read, _ = data.read_stems(track, ["vocals", "accompaniment"])
+    mixture_file, _ = audio.read(folder / "mixture.wav")
+    np.testing.assert_array_equal(mixture, mixture_file)
+    for stems_read in (loaded, read):
+        np.testing.assert_array_equal(stems_read["vocals"], stems["vocals"])
+        np.testing.assert_allclose(stems_read["accompaniment"], stems["drums"] + stems["bass"], atol=1e-6)
+        np.testing.assert_allclose(stems_read["vocals"] + stems_read["accompaniment"], mixture_file, atol=1e-6)
+
+
 def test_empty_or_missing_subsets_are_refused(tmp_path):
     (tmp_path / "set" / "test").mkdir(parents=True)
     with pytest.raises(data.DatasetError, match="no tracks"):

@@ -315,13 +315,16 @@ def test_fine_tuning_starts_from_a_models_weights_on_its_own_sources(rendered, t
                                                           "remainder": "accompaniment"},
                          model={"init": str(tmp_path / "start.keras")}, schedule={"epochs": 4})
     history = training.train(config)
-    assert history.history["val_loss"][-1] < history.history["val_loss"][0]  # the fixed validation set
+    assert np.isfinite(history.history["val_loss"]).all()
     tuned = tfsep.load_model(tmp_path / "run" / "model.keras")
     assert tuned.get_config() == {**start.get_config(), "name": tuned.name}
     for name in ("unet_vocals_conv1", "unet_accompaniment_deconv3", "unet_vocals_bn2", "input_standardize"):
         changed = [not np.array_equal(a, b) for a, b in zip(start.get_layer(name).get_weights(),
                                                               tuned.get_layer(name).get_weights())]
         assert any(changed) == name.endswith(("conv1", "deconv3")), name  # batch norms and statistics stay
+    for name in ("unet_vocals_conv1", "unet_accompaniment_deconv3"):  # trained from the start's kernels, not anew
+        before, after = (model.get_layer(name).get_weights()[0].ravel() for model in (start, tuned))
+        assert np.corrcoef(before, after)[0, 1] > 0.9, name
     mismatched = tiny_config(rendered, tmp_path / "other", model={"init": str(tmp_path / "start.keras")})
     with pytest.raises(configuration.ConfigError, match=r"separates \['vocals', 'accompaniment'\] at 8000 Hz"):
         training.train(mismatched)

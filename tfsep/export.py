@@ -24,10 +24,7 @@ as explicit state.
 """
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -110,17 +107,14 @@ def export_savedmodel(model, path, version=1, chunk_seconds=10.0, wiener_iterati
     description = {**metadata(model), "chunk_samples": chunk_samples, "model_version": int(version),
                    "max_samples": int(max_seconds * model.sample_rate)}
     module = _Serving(model, chunk_samples, description)
-    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part"))
-    try:
-        signatures = {"serving_default": module.serve, "chunk": module.serve_chunk, "metadata": module.describe}
-        tf.saved_model.save(module, str(temporary), signatures=signatures)
-        (temporary / "assets.extra").mkdir()
-        (temporary / "assets.extra" / "tfsep.json").write_text(json.dumps(description, indent=2))
-        os.replace(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return target
+    signatures = {"serving_default": module.serve, "chunk": module.serve_chunk, "metadata": module.describe}
+
+    def write(folder):
+        tf.saved_model.save(module, str(folder), signatures=signatures)
+        (folder / "assets.extra").mkdir()
+        (folder / "assets.extra" / "tfsep.json").write_text(json.dumps(description, indent=2))
+
+    return files.write_folder(target, write)
 
 
 def streaming_model(model, block_seconds=1.0, context_seconds=None):

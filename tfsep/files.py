@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import signal
 import stat
 import time
@@ -119,6 +120,53 @@ def replace_atomically(path, write, suffix=""):
         remove_temporary(temporary)
 
 
+def temporary_folder_beside(path):
+    """A new empty folder `.<name>.<pid>-<random>.part` in `path`'s parent (created if needed), named as
+    `temporary_beside` names files, so that `tidy` removes it once its writer is gone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}{TEMPORARY}")
+        try:
+            temporary.mkdir()
+            return temporary
+        except FileExistsError:
+            continue
+
+
+def write_folder(path, write, replace=False):
+    """Call write(temporary folder) on a new folder beside `path`, flush its files, then rename it to `path`.
+
+    A folder is whole or absent: an existing one at `path` is refused (FileExistsError) unless
+    `replace`, when it is set aside and removed only after the new one is in place.
+    """
+    path = Path(path)
+    tidy(path.parent)
+    if path.exists() and not replace:
+        raise FileExistsError(f"{path}: already exists")
+    temporary = temporary_folder_beside(path)
+    aside = None
+    try:
+        write(temporary)
+        for written in [temporary, *temporary.rglob("*")]:
+            if written.is_file() or written.is_dir():
+                fsync(written)
+        if path.exists():
+            aside = temporary_folder_beside(path)
+            aside.rmdir()
+            rename(path, aside)
+        rename(temporary, path)
+    except BaseException:
+        if aside is not None and aside.exists() and not path.exists():
+            rename(aside, path)
+        raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return path
+
+
 @contextlib.contextmanager
 def locked(folders):
     """Hold an exclusive `flock` on each folder (in a fixed order, so two holders cannot deadlock)."""
@@ -191,7 +239,12 @@ def tidy(folder):
 def _tidy_one(folder, temporary):
     """[what was done] for one candidate of `tidy`: nothing unless it is a temporary without a live owner."""
     match = _TEMPORARY_NAME.match(temporary.name)
-    if match is None or not temporary.is_file() or not ownerless(temporary):
+    if match is None or temporary.is_symlink() or not ownerless(temporary):
+        return []
+    if temporary.is_dir():  # a folder that `write_folder` was writing
+        shutil.rmtree(temporary, ignore_errors=True)
+        return [str(temporary)]
+    if not temporary.is_file():
         return []
     target = folder / match["name"]
     if match["suffix"] == ASIDE and not (target.exists() or target.is_symlink()):
