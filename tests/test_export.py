@@ -349,7 +349,7 @@ def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
     """The converter clips fused LSTM cell states at ±10; Keras does not, and neither may the export."""
     from tfsep._keras import keras
     from tfsep.export import convert_to_tflite
-    from tfsep.networks import FusedLSTM
+    from tfsep.networks.umx import FusedLSTM
 
     inputs = keras.Input((None, 1), name="waveform")
     lstm = FusedLSTM(2, name="lstm")

@@ -13,7 +13,7 @@ from tfsep._keras import keras
 def test_logits_have_one_mask_per_bin_channel_and_source(architecture, frames):
     magnitude = keras.Input((None, 40, 2))
     options = networks.network_options(architecture, "tiny")
-    logits = networks.NETWORKS[architecture](magnitude, ("a", "b", "c"), 31.25, **options)
+    logits = networks.network(architecture).build(magnitude, ("a", "b", "c"), 31.25, **options)
     assert tuple(logits.shape) == (None, None, 40, 2, 3)
     model = keras.Model(magnitude, logits)
     out = model(np.random.default_rng(0).uniform(size=(2, frames, 40, 2)).astype(np.float32))
@@ -23,7 +23,7 @@ def test_logits_have_one_mask_per_bin_channel_and_source(architecture, frames):
 
 def test_unet_segments_are_independent_and_activations_are_chosen(rng=np.random.default_rng(2)):
     magnitude = keras.Input((None, 64, 2))
-    logits = networks.unet(magnitude, ("a", "b"), 31.25, filters=2, segment=64, conv_activation="elu",
+    logits = networks.unet.unet(magnitude, ("a", "b"), 31.25, filters=2, segment=64, conv_activation="elu",
                            deconv_activation="leaky_relu")
     model = keras.Model(magnitude, logits)
     assert isinstance(model.get_layer("unet_a_act1"), keras.layers.Activation)
@@ -38,14 +38,14 @@ def test_unet_segments_are_independent_and_activations_are_chosen(rng=np.random.
     alone = model(x[:, 64:128]).numpy()  # a segment on its own computes what it computes among the others
     np.testing.assert_allclose(alone, out[:, 64:128], atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 64"):
-        networks.unet(magnitude, ("a",), 31.25, segment=100)
+        networks.unet.unet(magnitude, ("a",), 31.25, segment=100)
     with pytest.raises(ValueError, match="activation"):
-        networks.unet(magnitude, ("a",), 31.25, conv_activation="gelu")
+        networks.unet.unet(magnitude, ("a",), 31.25, conv_activation="gelu")
 
 
 @pytest.mark.parametrize("bins, bands", [(1487, 32), (129, 8), (10, 10), (5, 1)])
 def test_band_edges_cover_every_bin_once_narrow_at_low_frequencies(bins, bands):
-    edges = networks.band_edges(bins, bands, 44100 / 4096)
+    edges = networks.bandconv.band_edges(bins, bands, 44100 / 4096)
     assert edges[0] == 0 and edges[-1] == bins and len(edges) == bands + 1
     widths = np.diff(edges)
     assert widths.min() >= 1
@@ -54,7 +54,7 @@ def test_band_edges_cover_every_bin_once_narrow_at_low_frequencies(bins, bands):
 
 def test_band_edges_refuse_more_bands_than_bins():
     with pytest.raises(ValueError, match="bands"):
-        networks.band_edges(4, 5, 10.0)
+        networks.bandconv.band_edges(4, 5, 10.0)
 
 
 def test_network_options_merge_presets_and_name_unknown_keys():
@@ -71,7 +71,7 @@ def test_network_options_merge_presets_and_name_unknown_keys():
 def test_fused_lstm_computes_what_a_stock_lstm_with_the_same_weights_does(go_backwards):
     x = np.random.default_rng(1).normal(size=(3, 17, 6)).astype(np.float32)
     stock = keras.layers.LSTM(5, return_sequences=True, go_backwards=go_backwards)
-    fused = networks.FusedLSTM(5, go_backwards=go_backwards)
+    fused = networks.umx.FusedLSTM(5, go_backwards=go_backwards)
     expected = stock(x).numpy()
     fused.build(x.shape)
     assert [(w.name, w.shape) for w in fused.weights] == [(w.name, w.shape) for w in stock.weights]
@@ -94,14 +94,14 @@ def test_fused_lstm_computes_what_a_stock_lstm_with_the_same_weights_does(go_bac
 
 def test_bidirectional_fused_lstm_round_trips_through_a_keras_file(tmp_path):
     inputs = keras.Input((None, 4))
-    outputs = keras.layers.Bidirectional(networks.FusedLSTM(3, name="lstm"), name="bilstm")(inputs)
+    outputs = keras.layers.Bidirectional(networks.umx.FusedLSTM(3, name="lstm"), name="bilstm")(inputs)
     model = keras.Model(inputs, outputs)
     for weight in model.weights:
         weight.assign(np.random.default_rng(0).normal(size=weight.shape).astype(np.float32))
     model.save(tmp_path / "bilstm.keras")
     loaded = keras.saving.load_model(tmp_path / "bilstm.keras", safe_mode=True)
     backward = loaded.get_layer("bilstm").backward_layer
-    assert isinstance(backward, networks.FusedLSTM) and backward.go_backwards
+    assert isinstance(backward, networks.umx.FusedLSTM) and backward.go_backwards
     x = np.random.default_rng(1).normal(size=(2, 9, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
 
@@ -114,7 +114,7 @@ def test_bidirectional_fused_lstm_round_trips_through_a_keras_file(tmp_path):
 def test_fused_lstm_computes_in_float32_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        layer = keras.layers.Bidirectional(networks.FusedLSTM(3))
+        layer = keras.layers.Bidirectional(networks.umx.FusedLSTM(3))
         outputs = layer(np.ones((1, 5, 4), np.float16))
         assert layer.forward_layer.compute_dtype == layer.backward_layer.compute_dtype == "float32"
         assert layer.forward_layer.kernel.dtype == "float32" and np.isfinite(outputs.numpy()).all()

@@ -29,7 +29,7 @@ def run_info(args):
     print(f"tensorflow-io: {audio.tensorflow_io_status()}")
     gpus = tf.config.list_physical_devices("GPU")
     print(f"GPUs: {len(gpus) or 'none'}")
-    print(f"architectures: {', '.join(sorted(networks.NETWORKS))}; sizes: tiny, small, base")
+    print(f"architectures: {', '.join(sorted(networks.NETWORKS))}; sizes: {', '.join(networks.SIZES)}")
     return 0
 
 

@@ -177,8 +177,7 @@ def export_tflite(model, path, quantize="none", wiener_iterations=None, block_se
     config = model.get_config()
     changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations,
                "mixture_consistent": mixture_consistent, "inverse_fft": "builtin"}
-    if config["architecture"] == "umx":
-        changes["network"] = {**config["network"], "lstm": "fused"}
+    changes["network"] = networks.tflite_options(config["architecture"], config["network"])
     model = reconfigure(model, **changes)
     description = {**metadata(model), "quantize": quantize}
     converted = model

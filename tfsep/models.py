@@ -132,7 +132,7 @@ class SeparationModel(keras.Model):
         spectrum = STFT(n_fft, hop, window, framing, bitcast, name="stft")(mixture)
         magnitude = Magnitude(name="magnitude")(spectrum)
         processed = CropBins(max_bin(sample_rate, n_fft, bandwidth), name="crop_bins")(magnitude)
-        logits = networks.NETWORKS[architecture](processed, sources, sample_rate / n_fft, **options)
+        logits = networks.network(architecture).build(processed, sources, sample_rate / n_fft, **options)
         masks = Masks(mask_activation, name="masks")(logits)
         if ratio_mask_exponent is not None:
             masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])

@@ -24,15 +24,15 @@ COUNTED = (
     layers.Conv2DTranspose,
     layers.DepthwiseConv2D,
     layers.Bidirectional,
-    networks.BandSplit,
-    networks.BandMerge,
+    networks.bandconv.BandSplit,
+    networks.bandconv.BandMerge,
 )
 
 
 
 def layer_macs(layer, inputs, outputs):
     """Multiply-adds of one call of `layer`, from its concrete input and output arrays (batch 1)."""
-    if isinstance(layer, (networks.BandSplit, networks.BandMerge)):
+    if isinstance(layer, (networks.bandconv.BandSplit, networks.bandconv.BandMerge)):
         return outputs.shape[1] * sum(int(np.prod(kernel.shape)) for kernel in layer.kernels)
     if isinstance(layer, layers.Dense):
         return int(np.prod(outputs.shape[1:-1])) * int(np.prod(layer.kernel.shape))

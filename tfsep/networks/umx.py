@@ -1,0 +1,191 @@
+"""`umx`: Open-Unmix-like: dense encoder, three BiLSTM layers with a skip, dense decoder, for all sources at once.
+
+`FusedLSTM` holds Keras LSTM weights one to one in the form that TFLite converts to its
+fused LSTM builtin; the TFLite export switches the network to it (`NETWORK.tflite_options`).
+"""
+
+import uuid
+
+import tensorflow as tf
+
+from tfsep._keras import keras
+from tfsep.layers import Float32Layer
+from tfsep.networks.common import Network, Standardize
+
+layers = keras.layers
+
+
+# The extra input feature of a separator frame (see `FusedLSTM`): times the kernel's reset row
+# it puts -1e4 or less on the input and forget gates, whose sigmoids are then exactly 0.
+SEPARATOR = 1e6
+
+
+def lstm_recurrence(sequences, kernel, recurrent_kernel, bias):
+    """The recurrence of `keras.layers.LSTM` (tanh, sigmoid, gates i, f, c, o) from zero states.
+
+    sequences (batch, frames, features), kernel (features, 4·units), recurrent_kernel
+    (units, 4·units), bias (4·units,). Returns the hidden and cell states, each
+    (frames, batch, units).
+    """
+    steps = tf.transpose(sequences, [1, 0, 2])
+    # The input projection of every frame at once; only the recurrent product stays in the loop.
+    projected = tf.matmul(steps, kernel) + bias
+    zeros = tf.zeros_like(projected[0, :, : recurrent_kernel.shape[0]])
+
+    def step(state, frame):
+        h, c = state
+        i, f, g, o = tf.split(frame + tf.matmul(h, recurrent_kernel), 4, axis=1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        return tf.sigmoid(o) * tf.tanh(c), c
+
+    return tf.scan(step, projected, initializer=(zeros, zeros))
+
+
+def standard_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+    """An LSTM over folded sequences, with the interface of Keras 2's `standard_lstm`.
+
+    inputs (1, batch·(frames + 1), features + 1): the sequences folded by `fold_sequences`;
+    init_h, init_c (1, units); kernel (features + 1, 4·units), its last row the reset row;
+    recurrent_kernel (units, 4·units); bias (4·units,). Returns last_output (1, units),
+    outputs (1, batch·(frames + 1), units), new_h, new_c (1, units) and a scalar, in Keras
+    2's order: the function that the TFLite converter replaces by one
+    UNIDIRECTIONAL_SEQUENCE_LSTM over the folded sequence, where each separator frame
+    restarts the states from zeros (so init_h and init_c do not matter). Here the sequences
+    are unfolded and run as a batch, which gives the same numbers and trains as fast.
+    """
+    features, units = kernel.shape[0] - 1, recurrent_kernel.shape[0]
+    batch = tf.math.count_nonzero(inputs[0, :, features], dtype=tf.int32)  # one separator per sequence
+    sequences = tf.reshape(inputs, [batch, -1, features + 1])[:, 1:, :features]
+    hs, cs = lstm_recurrence(sequences, kernel[:features], recurrent_kernel, bias)
+    outputs = tf.pad(tf.transpose(hs, [1, 0, 2]), [[0, 0], [1, 0], [0, 0]])  # a separator's output is h = 0
+    outputs = tf.reshape(outputs, [1, -1, units])
+    # The last result is Keras 2's "runtime" flag (1: CPU); the converter expects five.
+    return outputs[:, -1], outputs, outputs[:, -1], cs[-1, -1:], tf.constant(1.0)
+
+
+def fold_sequences(sequences):
+    """(batch, frames, features) -> (1, batch·(frames + 1), features + 1): the sequences one after another.
+
+    Each sequence is preceded by a separator frame, which is 0 in every feature but an
+    extra last one, SEPARATOR; that feature is 0 in the sequences' own frames.
+    """
+    features = sequences.shape[-1]
+    separators = tf.pad(tf.fill([tf.shape(sequences)[0], 1, 1], SEPARATOR), [[0, 0], [0, 0], [features, 0]])
+    folded = tf.concat([separators, tf.pad(sequences, [[0, 0], [0, 0], [0, 1]])], axis=1)
+    return tf.reshape(folded, [1, -1, features + 1])
+
+
+@keras.saving.register_keras_serializable(package="tfsep")
+class FusedLSTM(Float32Layer):
+    """`keras.layers.LSTM(units, return_sequences=True)` that converts to TFLite's fused LSTM builtin.
+
+    Same weights as a stock LSTM (`kernel`, `recurrent_kernel`, `bias`, same shapes and
+    initialisers, so they load one to one), the same outputs from zero initial states, and
+    float32 under any dtype policy. In a traced graph the recurrence is a tf.function with
+    the attributes Keras 2 put on its LSTM (`api_implements="lstm_<id>"`, `time_major`),
+    which the TFLite converter replaces by UNIDIRECTIONAL_SEQUENCE_LSTM. That op keeps its
+    states in variables whose shape, hence batch, is fixed in the file; so the batch is
+    folded into time, (1, batch·(frames + 1), features + 1), each sequence after a separator
+    frame that resets the states: with the reset row appended to the kernel, the separator
+    closes the input and forget gates, so the cell and hidden states are exactly 0 after it.
+    Any batch and any number of frames then run in one file, and no state carries over
+    from one invocation to the next. The reset row holds minus each gate's largest weight
+    magnitude, which keeps the gates' weight range, hence their int8 quantisation scales.
+
+    `go_backwards` reads the frames last to first and returns the outputs in that order, as
+    Keras does; with the class attributes below, `keras.layers.Bidirectional` accepts it.
+
+    Input: (batch, frames, features). Output: (batch, frames, units).
+    """
+
+    return_sequences = True
+    return_state = False
+    stateful = False
+
+    def __init__(self, units, go_backwards=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.go_backwards = go_backwards
+
+    def build(self, input_shape):
+        units = self.units
+
+        def bias_initializer(shape, dtype=None):  # unit forget bias, as keras.layers.LSTM
+            return tf.concat([tf.zeros([units], dtype), tf.ones([units], dtype), tf.zeros([2 * units], dtype)], 0)
+
+        self.kernel = self.add_weight(shape=(input_shape[-1], 4 * units), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(units, 4 * units), initializer="orthogonal",
+                                                name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(4 * units,), initializer=bias_initializer, name="bias")
+
+    def call(self, sequences, initial_state=None):
+        if initial_state is not None:  # keras.layers.Bidirectional passes None
+            raise ValueError(f"{self.name}: FusedLSTM starts from zero states; it takes no initial_state")
+        if self.go_backwards:
+            sequences = tf.reverse(sequences, [1])
+        lstm = standard_lstm
+        if not tf.executing_eagerly():
+            # A fresh function and id per trace, as Keras 2 did: the converter fuses each
+            # function by its `api_implements`, so two traces must not share one.
+            attributes = {"api_implements": f"lstm_{uuid.uuid4()}", "api_preferred_device": "CPU", "time_major": False}
+            lstm = tf.function(standard_lstm, experimental_attributes=attributes)
+        zeros = tf.zeros([1, self.units])
+        weights = [self._reset_kernel(), tf.convert_to_tensor(self.recurrent_kernel), tf.convert_to_tensor(self.bias)]
+        outputs = lstm(fold_sequences(sequences), zeros, zeros, *weights)[1]
+        shape = tf.shape(sequences)
+        return tf.reshape(outputs, [shape[0], shape[1] + 1, self.units])[:, 1:]
+
+    def _reset_kernel(self):
+        """The kernel (features + 1, 4·units) and a reset row: -max|kernel| of the input and forget gates, else 0."""
+        kernel = tf.convert_to_tensor(self.kernel)
+        gate_max = tf.reduce_max(tf.abs(tf.reshape(kernel, [-1, 4, self.units])), axis=[0, 2])
+        # The floor keeps SEPARATOR times the row saturating for near-zero kernels.
+        reset = -tf.maximum(gate_max, 1e-2) * tf.constant([1.0, 1.0, 0.0, 0.0])
+        return tf.concat([kernel, tf.stop_gradient(tf.repeat(reset, self.units))[None]], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "go_backwards": self.go_backwards}
+
+
+def umx(magnitude, sources, bin_hz, *, hidden=512, lstm_layers=3, dropout=0.4, lstm="keras"):
+    """Open-Unmix-like mask network for all sources at once (`bin_hz` is unused).
+
+    lstm: `keras` (keras.layers.LSTM, cuDNN on a GPU) for training, or `fused` (`FusedLSTM`,
+    the same weights one to one), which TFLite converts to its fused LSTM builtin; the TFLite
+    export switches to it.
+    """
+    if lstm not in ("keras", "fused"):
+        raise ValueError(f"umx option lstm must be 'keras' or 'fused', got {lstm!r}")
+    _, _, bins, channels = magnitude.shape
+    x = Standardize(name="input_standardize")(magnitude)
+    x = layers.Reshape((-1, bins * channels), name="umx_flatten")(x)
+    x = layers.Dense(hidden, use_bias=False, name="umx_fc1")(x)
+    x = layers.BatchNormalization(name="umx_bn1")(x)
+    skip = layers.Activation("tanh", name="umx_tanh")(x)
+    x = skip
+    for i in range(lstm_layers):
+        if i > 0:
+            x = layers.Dropout(dropout, name=f"umx_dropout{i}")(x)
+        if lstm == "fused":
+            cell = FusedLSTM(hidden // 2, name=f"umx_lstm{i + 1}")
+        else:
+            cell = layers.LSTM(hidden // 2, return_sequences=True, name=f"umx_lstm{i + 1}")
+        x = layers.Bidirectional(cell, name=f"umx_bilstm{i + 1}")(x)
+    x = layers.Concatenate(name="umx_skip")([skip, x])
+    x = layers.Dense(hidden, use_bias=False, name="umx_fc2")(x)
+    x = layers.BatchNormalization(name="umx_bn2")(x)
+    x = layers.Activation("relu", name="umx_relu")(x)
+    x = layers.Dense(bins * channels * len(sources), use_bias=False, name="umx_fc3")(x)
+    x = layers.BatchNormalization(name="umx_bn3")(x)
+    return layers.Reshape((-1, bins, channels, len(sources)), name="umx_logits")(x)
+
+
+NETWORK = Network(
+    build=umx,
+    sizes={"tiny": {"hidden": 16}, "small": {"hidden": 128}, "base": {"hidden": 512}},
+    ranges={"hidden": (1, 4096), "lstm_layers": (1, 8)},
+    tflite_options={"lstm": "fused"},
+)
