@@ -51,11 +51,11 @@ def tiny_config(root, output, **sections):
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory):
     """A rendered band set of three tracks at 44.1 kHz, for the training tests."""
-    render = pytest.importorskip("tfsep.render")
+    corpus = pytest.importorskip("tfsep.corpus")
     root = tmp_path_factory.mktemp("data") / "band"
     try:
-        render.render_dataset(root, "band", tracks=3, seed=11, progress=False)
-    except render.RenderError as error:
+        corpus.render_dataset(root, "band", tracks=3, seed=11, progress=False)
+    except corpus.RenderError as error:
         pytest.skip(str(error))
     return root
 

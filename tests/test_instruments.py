@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tfsep import audio, singing, songs, timbres
+from tfsep import audio
+from tfsep.corpus import RenderError, singing, songs, timbres
 
 RATE = 44100
 
@@ -24,7 +25,7 @@ def test_presets_are_read_from_the_soundfont_headers():
 def test_a_file_that_is_not_a_soundfont_is_refused(tmp_path):
     path = tmp_path / "fake.sf2"
     path.write_bytes(b"RIFF\0\0\0\0sfbk" + b"\0" * 64)
-    with pytest.raises(timbres.TimbreError, match="not a soundfont"):
+    with pytest.raises(RenderError, match="not a soundfont"):
         timbres.presets(path)
 
 

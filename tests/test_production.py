@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from tfsep import production
+from tfsep.corpus import production
 
 RATE = production.SAMPLE_RATE
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfsep import audio, render, songs, timbres
+from tfsep import audio
+from tfsep.corpus import LAYOUTS, RenderError, SongError, render, singing, songs, timbres, tracks
 
 pytest.importorskip("music21", reason="needs the render extra: pip install tfsep[render]")
 
@@ -17,7 +18,7 @@ pytest.importorskip("music21", reason="needs the render extra: pip install tfsep
 def renderer_installed():
     try:
         render.Instruments()
-    except render.RenderError:
+    except RenderError:
         return False
     return True
 
@@ -42,7 +43,7 @@ def test_band_tracks_mix_exactly_to_their_audible_stems(band_render):
     out, folders = band_render
     assert [f.relative_to(out).parts[0] for f in folders] == ["test", "valid", "train"]
     for folder in folders:
-        files = read_track(folder, render.LAYOUTS["band"])
+        files = read_track(folder, LAYOUTS["band"])
         mixture, rate = files.pop("mixture")
         assert rate == 44100 and mixture.shape[1] == 2 and len(mixture) > 10 * 44100
         np.testing.assert_array_equal(sum(stem for stem, _ in files.values()), mixture)
@@ -59,7 +60,7 @@ def test_every_track_has_a_manifest_of_its_song_instruments_and_effects(band_ren
         manifest = json.loads((folder / "manifest.json").read_text())
         assert folder.name.endswith(manifest["song"]) and manifest["split"] == folder.parent.name
         assert manifest["source"] in ("chorale", "folk", "freedoom")
-        for role in render.LAYOUTS["band"]:
+        for role in LAYOUTS["band"]:
             stem = manifest["stems"][role]
             assert {"soundfont", "kit", "singer"} & set(stem), stem
             assert {"eq", "width", "pan", "gain_db"} <= set(stem)
@@ -75,7 +76,7 @@ def test_render_is_deterministic_and_resumes(band_render, tmp_path):
     again = render.render_dataset(tmp_path / "again", "band", tracks=3, seed=5, jobs=1, progress=False)
     for first, second in zip(folders, again):
         assert first.name == second.name
-        for name in ("mixture", *render.LAYOUTS["band"]):
+        for name in ("mixture", *LAYOUTS["band"]):
             np.testing.assert_array_equal(audio.read(first / f"{name}.wav")[0], audio.read(second / f"{name}.wav")[0])
     stamp = (again[0] / "mixture.wav").stat().st_mtime_ns
     render.render_dataset(tmp_path / "again", "band", tracks=3, seed=5, progress=False)
@@ -108,8 +109,6 @@ def test_splits_hold_their_own_soundfonts_kits_voices_and_grooves():
         font = kit.name.split(":")[0]
         assert kit.split == fonts.get(font, kit.split)
     assert not {k.name for k in kits if k.split == "train"} & {k.name for k in kits if k.split != "train"}
-    from tfsep import singing
-
     assert not set(singing.SINGERS["train"]) & (set(singing.SINGERS["valid"]) | set(singing.SINGERS["test"]))
     grooves = songs.grooves() if shutil.which("mma") else []
     by_file = {}
@@ -129,7 +128,7 @@ def test_a_failing_song_is_logged_and_replaced(monkeypatch, tmp_path):
     def flaky(ref, *args):
         if not failed:
             failed.append(ref.name)
-            raise songs.SongError(f"{ref.name}: the MIDI file does not parse (EOFError)")
+            raise SongError(f"{ref.name}: the MIDI file does not parse (EOFError)")
         return real(ref, *args)
 
     monkeypatch.setitem(songs.LOADERS, "chorale", flaky)
@@ -152,16 +151,22 @@ def test_a_failed_write_leaves_no_track_folder(monkeypatch, tmp_path):
     real = audio.write
     monkeypatch.setattr(audio, "write", failing)
     with pytest.raises(OSError):
-        render.write_track(tmp_path / "0000_song", stems, {})
+        tracks.write_track(tmp_path / "0000_song", stems, {})
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_fluidsynth_and_soundfonts_say_what_to_install(monkeypatch, tmp_path):
-    with pytest.raises(timbres.TimbreError, match="apt-get install opl3-soundfont"):
+def test_missing_soundfonts_and_programs_say_what_to_install(monkeypatch):
+    with pytest.raises(RenderError, match="apt-get install opl3-soundfont"):
         timbres.require_splits([f for f in timbres.soundfonts() if f.split != "valid"])
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(render.RenderError, match="apt-get install fluidsynth"):
-        render.find_fluidsynth()
+    monkeypatch.setattr(render, "require_packages", lambda layout: None)  # past the check of every package at once
+    runs = {("FluidSynth", "fluidsynth"): lambda: render.Instruments("satb"),
+            ("mma", "mma"): lambda: songs.accompany(["1 C"], ("50sRock", 4, "50srock.mma"), 120.0, 10.0, seed=1),
+            ("espeak-ng", "espeak-ng"): lambda: singing.Singer("m1")}
+    for (name, package), run in runs.items():
+        with pytest.raises(RenderError) as raised:
+            run()
+        assert str(raised.value) == f"{name} is not installed: install it with `apt-get install {package}`"
 
 
 @pytest.mark.parametrize("tool, package", [("mma", "mma"), ("espeak-ng", "espeak-ng")])
@@ -170,7 +175,7 @@ def test_a_missing_band_tool_names_its_package(tool, package, monkeypatch):
         pytest.skip("needs the renderer")
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == tool else which(name))
-    with pytest.raises(render.RenderError, match=f"rendering needs {package}, not installed here: apt-get install -y "
+    with pytest.raises(RenderError, match=f"rendering needs {package}, not installed here: apt-get install -y "
                        f"{package} "):
         render.Instruments("band")
     render.Instruments("satb")  # the chorales alone need neither
@@ -187,15 +192,15 @@ def test_cli_names_every_missing_package_and_the_command_that_installs_them_in_o
 
 
 def test_every_missing_package_of_a_layout_is_named(monkeypatch):
-    monkeypatch.setattr(render.timbres, "find_file", lambda name, folders=None: None)
-    monkeypatch.setattr(render.songs, "FREEDOOM_WADS", ("/nowhere/freedoom1.wad",))
-    with pytest.raises(render.RenderError) as raised:
+    monkeypatch.setattr(timbres, "find_file", lambda name, folders=None: None)
+    monkeypatch.setattr(songs, "FREEDOOM_WADS", ("/nowhere/freedoom1.wad",))
+    with pytest.raises(RenderError) as raised:
         render.require_packages("band")
     for package in ("fluid-soundfont-gm", "opl3-soundfont", "timgm6mb-soundfont", "avldrums.lv2-soundfont",
                     "freedoom"):
         assert package in str(raised.value)
     assert "hydrogen-drumkits" not in str(raised.value) and "fluidsynth," not in str(raised.value)
-    with pytest.raises(render.RenderError, match="rendering needs fluid-soundfont-gm, .*timgm6mb-soundfont, not "):
+    with pytest.raises(RenderError, match="rendering needs fluid-soundfont-gm, .*timgm6mb-soundfont, not "):
         render.require_packages("satb")
 
 

@@ -60,7 +60,7 @@ def test_evaluate_stops_cleanly(rendered, tmp_path):
 
 @pytest.mark.slow
 def test_render_dataset_stops_cleanly(tmp_path):
-    pytest.importorskip("tfsep.render")
+    pytest.importorskip("tfsep.corpus")
     out = tmp_path / "set"
     code, stderr = stop(["render-dataset", out, "--tracks", "20", "--jobs", "1"], lambda: time.sleep(6) or True,
                         signal.SIGTERM, tmp_path)

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from tfsep import songs
+from tfsep.corpus import SongError, songs
 
 music21 = pytest.importorskip("music21", reason="needs the render extra: pip install tfsep[render]")
 needs_mma = pytest.mark.skipif(shutil.which("mma") is None, reason="needs mma (apt-get install mma)")
@@ -79,7 +79,7 @@ def test_a_general_midi_song_splits_by_channel_into_stems(wad):
 
 def test_a_broken_midi_lump_is_a_song_error(wad):
     broken = songs.freedoom_refs([str(wad)])[1]
-    with pytest.raises(songs.SongError, match="does not parse"):
+    with pytest.raises(SongError, match="does not parse"):
         songs.load(broken, np.random.default_rng(0))
 
 
@@ -118,7 +118,7 @@ def test_chorales_give_band_and_satb_parts():
     assert max(n.start for parts in band.parts.values() for p in parts for n in p.notes) < band.seconds
     soprano, bass = satb.parts["soprano"][0].notes, satb.parts["bass"][0].notes
     assert np.mean([n.pitch for n in soprano]) > np.mean([n.pitch for n in bass]) + 12
-    with pytest.raises(songs.SongError, match="only chorales"):
+    with pytest.raises(SongError, match="only chorales"):
         songs.load(songs.SongRef("freedoom", "x.wad", 0, "x"), np.random.default_rng(0), layout="satb")
 
 

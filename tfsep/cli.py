@@ -34,7 +34,7 @@ def run_info(args):
 
 
 def run_render_dataset(args):
-    from tfsep.render import render_dataset
+    from tfsep.corpus import render_dataset
 
     folders = render_dataset(args.out, args.layout, args.tracks, args.seed, args.jobs)
     print(f"rendered {len(folders)} tracks into {args.out}")

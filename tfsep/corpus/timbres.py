@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from tfsep import audio
+from tfsep.corpus.errors import RenderError
+from tfsep.corpus.tools import SAMPLE_RATE
 from tfsep.names import SPLITS
 
-SAMPLE_RATE = 44100
 FONT_FOLDERS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
 HYDROGEN_FOLDER = "/usr/share/hydrogen/data/drumkits"
 # name: (file, split, Debian package)
@@ -64,10 +65,6 @@ GM_DRUM_NEIGHBOURS = {41: 45, 43: 45, 48: 47, 40: 38, 52: 49, 55: 49, 57: 49, 53
                       56: 37, 69: 42, 70: 42, 82: 42}
 
 
-class TimbreError(Exception):
-    """A soundfont or kit that is missing or unreadable; the message names the package to install."""
-
-
 @dataclass(frozen=True)
 class Soundfont:
     """An installed soundfont: `name`, `path`, `split`, and its presets as {(bank, program)}."""
@@ -95,7 +92,7 @@ def presets(path):
     data = Path(path).read_bytes() if Path(path).stat().st_size < 64 << 20 else read_pdta(path)
     at = data.find(b"phdr")
     if at < 0:
-        raise TimbreError(f"{path} is not a soundfont (no preset headers)")
+        raise RenderError(f"{path} is not a soundfont (no preset headers)")
     size = struct.unpack("<I", data[at + 4: at + 8])[0]
     found = set()
     for record in range(size // 38 - 1):  # the last record is the terminal "EOP"
@@ -111,7 +108,7 @@ def read_pdta(path):
         while True:
             header = file.read(12)
             if len(header) < 12:
-                raise TimbreError(f"{path} is not a soundfont (no pdta list)")
+                raise RenderError(f"{path} is not a soundfont (no pdta list)")
             kind, size, name = header[:4], struct.unpack("<I", header[4:8])[0], header[8:12]
             if kind == b"LIST" and name == b"pdta":
                 return file.read(size - 4)
@@ -134,7 +131,7 @@ def require_splits(fonts):
     missing = [split for split in SPLITS if not any(font.split == split for font in fonts)]
     if missing:
         packages = sorted({package for _, split, package in SOUNDFONTS.values() if split in missing})
-        raise TimbreError(f"no soundfont for the {', '.join(missing)} split: install `apt-get install "
+        raise RenderError(f"no soundfont for the {', '.join(missing)} split: install `apt-get install "
                           f"{' '.join(packages)}`")
 
 
@@ -197,7 +194,7 @@ class HydrogenKit:
                         * float(instrument.findtext(prefix + "gain", "1")))
                 self.instruments.append(((instrument.findtext(prefix + "name") or "").lower(), layers, pan, gain))
         if not self.instruments:
-            raise TimbreError(f"{self.folder} has no playable instruments")
+            raise RenderError(f"{self.folder} has no playable instruments")
         self.mapping = self.map_notes()
 
     def map_notes(self):

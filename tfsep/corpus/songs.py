@@ -18,7 +18,6 @@ Every time is in seconds.
 import functools
 import io
 import os
-import shutil
 import struct
 import subprocess
 import tempfile
@@ -28,13 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from tfsep import names
+from tfsep.corpus.errors import RenderError, SongError
+from tfsep.corpus.tools import find_tool
+
 BAND = ("vocals", "drums", "bass", "other")
 VOICES = ("soprano", "alto", "tenor", "bass")
+LAYOUTS = dict(zip(names.LAYOUTS, (BAND, VOICES)))  # layout -> its stems
 FREEDOOM_WADS = ("/usr/share/games/doom/freedoom1.wad", "/usr/share/games/doom/freedoom2.wad")
 MMA_LIBRARY = Path("/usr/share/mma/lib")
 FOLK_COLLECTIONS = ("essenFolksong", "ryansMammoth", "oneills1850")
 DRUM_CHANNEL = 9
-BASS_PROGRAMS = range(32, 40)
+BASS_PROGRAMS = tuple(range(32, 40))  # General MIDI's basses (0-based)
 KICK, SNARE, CLOSED_HAT, PEDAL_HAT, RIDE, CRASH, TOMS = 36, 38, 42, 44, 51, 49, (50, 48, 47, 45)
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 # Diatonic triads as (degree in semitones, quality, pitch classes from the tonic), with a prior.
@@ -42,14 +46,6 @@ MAJOR_TRIADS = ((0, "", (0, 4, 7), 0.3), (5, "", (5, 9, 0), 0.2), (7, "", (7, 11
                 (9, "m", (9, 0, 4), 0.1), (2, "m", (2, 5, 9), 0.05), (4, "m", (4, 7, 11), 0.0))
 MINOR_TRIADS = ((0, "m", (0, 3, 7), 0.3), (5, "m", (5, 8, 0), 0.2), (7, "", (7, 11, 2), 0.25),
                 (8, "", (8, 0, 3), 0.1), (3, "", (3, 7, 10), 0.05), (10, "", (10, 2, 5), 0.05))
-
-
-class SongError(Exception):
-    """A song that cannot be parsed or lacks a stem; the renderer skips it with this message."""
-
-
-class SourceError(Exception):
-    """A tool or corpus that is not installed; the message says what to install."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ def music21_corpus():
     try:
         from music21 import corpus
     except ImportError:
-        raise SourceError("music21 is not installed: install it with `pip install tfsep[render]`") from None
+        raise RenderError("music21 is not installed: install it with `pip install tfsep[render]`") from None
     return corpus
 
 
@@ -274,13 +270,6 @@ def chart(bars, notes, key, beats, rng):
     return lines
 
 
-def find_mma():
-    path = shutil.which("mma")
-    if path is None:
-        raise SourceError("mma is not installed: install it with `apt-get install mma`")
-    return path
-
-
 def accompany(lines, groove, bpm, seconds, seed, library=MMA_LIBRARY):
     """Run mma on a chart with `groove` (name, beats, library file); returns {role: [Part]} for drums,
     bass and other, cut at `seconds`. The groove file is loaded by path (`Use`), so mma needs no
@@ -299,7 +288,7 @@ def accompany(lines, groove, bpm, seconds, seed, library=MMA_LIBRARY):
     with tempfile.TemporaryDirectory(prefix="tfsep-mma-") as folder:
         source, midi = Path(folder) / "song.mma", Path(folder) / "song.mid"
         source.write_text(text)
-        result = subprocess.run([find_mma(), str(source), "-f", str(midi)], capture_output=True, text=True,
+        result = subprocess.run([find_tool("mma"), str(source), "-f", str(midi)], capture_output=True, text=True,
                                 env={**os.environ, "PYTHONHASHSEED": "0"})
         if result.returncode != 0 or not midi.is_file():
             raise SongError(f"mma failed with groove {name}: {(result.stdout + result.stderr).strip()[-200:]}")

@@ -10,7 +10,7 @@ sum of its stems.
 import numpy as np
 from scipy import ndimage, signal
 
-SAMPLE_RATE = 44100
+from tfsep.corpus.tools import SAMPLE_RATE
 
 
 def biquad(kind, frequency, gain_db=0.0, q=0.707, rate=SAMPLE_RATE):

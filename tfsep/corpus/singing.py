@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from tfsep import audio
+from tfsep.corpus.errors import RenderError
+from tfsep.corpus.tools import SAMPLE_RATE, find_tool
 
-SAMPLE_RATE = 44100
 ESPEAK_DATA = ("/usr/lib/x86_64-linux-gnu/espeak-ng-data", "/usr/lib/aarch64-linux-gnu/espeak-ng-data",
                "/usr/share/espeak-ng-data")
 FLAT_HZ = 8.8
@@ -32,22 +33,11 @@ SYLLABLES = ("la", "da", "na", "ma", "lo", "do", "no", "mo", "li", "di", "ni", "
              "ka", "sa", "ya", "wo", "ah", "oh", "ee", "hey", "yeah", "love", "me", "you", "go", "so", "sky", "night")
 
 
-class SingingError(Exception):
-    """espeak-ng is missing or failed; the message says what to install."""
-
-
 def espeak_data():
     for folder in ESPEAK_DATA:
         if Path(folder, "voices", "!v").is_dir():
             return Path(folder)
-    raise SingingError("espeak-ng's voice data is not installed: install it with `apt-get install espeak-ng`")
-
-
-def find_espeak():
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise SingingError("espeak-ng is not installed: install it with `apt-get install espeak-ng`")
-    return path
+    raise RenderError("espeak-ng's voice data is not installed: install it with `apt-get install espeak-ng`")
 
 
 def hertz(pitch):
@@ -58,7 +48,7 @@ class Singer:
     """One espeak-ng voice (`variant` in `language`) that sings `songs.Note`s; use as a context manager."""
 
     def __init__(self, variant, language="en"):
-        self.espeak, data = find_espeak(), espeak_data()
+        self.espeak, data = find_tool("espeak-ng"), espeak_data()
         self.variant, self.language = variant, language
         base = (data / "voices" / "!v" / variant).read_text(errors="replace").splitlines()
         self.base = [line for line in base if not line.split()[:1] or line.split()[0] not in ("name", "pitch")]
@@ -95,7 +85,7 @@ class Singer:
             result = subprocess.run([self.espeak, "-v", f"{self.language}+{name}", "--path", str(self.folder), "-s",
                                      str(speed), "-w", str(wav), text], capture_output=True, text=True)
             if result.returncode != 0 or not wav.is_file():
-                raise SingingError(f"espeak-ng failed: {result.stderr.strip()[-200:]}")
+                raise RenderError(f"espeak-ng failed: {result.stderr.strip()[-200:]}")
             signal, rate = audio.read(wav)
             signal = audio.resample(signal[:, 0:1], rate, SAMPLE_RATE)[:, 0]
             loud = np.flatnonzero(np.abs(signal) > 0.02 * (np.abs(signal).max() + 1e-9))
