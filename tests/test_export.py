@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import sdr
 
-from tfsep.export import export_savedmodel
+from tfsep import formats
 
 RATE = 8000
 
@@ -27,7 +28,7 @@ def test_layout_metadata_and_refusal_to_overwrite(exported, tiny_model):
     assert (description["sample_rate"], description["chunk_samples"], description["model_version"]) == (RATE, 3968, 3)
     assert description["max_samples"] == RATE
     with pytest.raises(FileExistsError, match="already exists"):
-        export_savedmodel(tiny_model, exported.parent, version=3)
+        formats.write("savedmodel", tiny_model, exported.parent, version=3)
 
 
 @pytest.mark.slow
@@ -163,11 +164,10 @@ def operator_codes(path):
 @pytest.mark.parametrize("architecture, wiener", [("bandconv", 0), ("bandconv", 1), ("unet", 0), ("umx", 0)])
 def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wiener, tmp_path):
     import tfsep
-    from tfsep.export import export_tflite
     from tfsep.formats import tflite
 
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64, wiener_iterations=wiener)
-    path = export_tflite(model, tmp_path / "band.tflite")
+    path = formats.write("tflite", model, tmp_path / "band.tflite")
     assert all(custom is None for _, custom in operator_codes(path))  # Flex ops would be custom "Flex..." ops
     assert tflite.describe(path)["sources"] == ["vocals", "drums", "bass", "other"]
     assert tflite.describe(path)["sample_rate"] == RATE
@@ -181,12 +181,11 @@ def test_tflite_uses_builtins_only_and_matches_keras_in_litert(architecture, wie
 @pytest.mark.slow
 def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
     import tfsep
-    from tfsep.export import export_tflite
     from tfsep.formats import tflite
     from tfsep.separate import Separator
 
     model = tfsep.build_model("bandconv", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
-    path = export_tflite(model, tmp_path / "gl.tflite", griffin_lim_iterations=2)
+    path = formats.write("tflite", model, tmp_path / "gl.tflite", griffin_lim_iterations=2)
     assert all(custom is None for _, custom in operator_codes(path))
     assert tflite.describe(path)["griffin_lim_iterations"] == 2
     mixture = waveforms(2, 3000, seed=1)
@@ -202,11 +201,9 @@ def test_griffin_lim_exports_to_builtin_tflite_and_matches_keras(tmp_path):
 def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path):
     """The fused LSTMs hold their states in variables that outlive an invocation; each sequence must reset them."""
     import tfsep
-    from tfsep.export import export_tflite
-
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     model = tfsep.build_model("umx", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
-    path = export_tflite(model, tmp_path / "umx.tflite")
+    path = formats.write("tflite", model, tmp_path / "umx.tflite")
     runner = litert.Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
     first, other = waveforms(2, 900, seed=1), waveforms(2, 900, seed=2)
     before = runner(waveform=first)
@@ -219,16 +216,14 @@ def test_umx_tflite_keeps_no_lstm_state_from_one_invocation_to_the_next(tmp_path
 @pytest.mark.slow
 def test_tflite_file_is_the_size_of_its_weights_and_quantises(tmp_path):
     import tfsep
-    from tfsep.export import export_tflite
-
     model = tfsep.build_model("bandconv", size="small")  # 0.5 M parameters at 44.1 kHz, n_fft 4096
     weights = 4 * model.count_params()
-    path = export_tflite(model, tmp_path / "small.tflite")
+    path = formats.write("tflite", model, tmp_path / "small.tflite")
     assert path.stat().st_size <= 1.2 * weights + 2**20
     mixture = waveforms(1, 44100, seed=3)
     expected = model.predict(mixture, verbose=0)
     for quantize, size_ratio in (("float16", 0.6), ("dynamic-int8", 0.35)):
-        quantised = export_tflite(model, tmp_path / f"{quantize}.tflite", quantize=quantize)
+        quantised = formats.write("tflite", model, tmp_path / f"{quantize}.tflite", quantize=quantize)
         assert quantised.stat().st_size <= size_ratio * path.stat().st_size + 2**18
         outputs = run_litert(quantised, mixture)
         error = sum(np.sum((outputs[s] - expected[s]) ** 2) for s in expected)
@@ -279,8 +274,8 @@ def test_cli_export_never_replaces_a_file_or_its_input_unasked(tiny_model_file, 
 def stream_through_litert(path, mixture):
     """Feed `mixture` (batch, samples, channels) block by block through the streaming TFLite file, as an app
     would, then zeros to flush the latency; returns {source: stems aligned with the mixture}."""
-    from tfsep.export import STATE
     from tfsep.formats import tflite
+    from tfsep.formats.tflite import STATE
 
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     description = tflite.describe(path)
@@ -304,12 +299,11 @@ def stream_through_litert(path, mixture):
 def test_streaming_tflite_matches_offline_separation_away_from_the_start(architecture, context, tmp_path):
     import tfsep
     from tfsep._keras import keras
-    from tfsep.export import export_tflite
     from tfsep.formats import tflite
 
     keras.utils.set_random_seed(0)  # fixed weights: with unseeded ones umx's SDR varied around 70 dB
     model = tfsep.build_model(architecture, sample_rate=RATE, size="tiny", n_fft=256, hop=64)
-    path = export_tflite(model, tmp_path / "stream.tflite", block_seconds=0.1, context_seconds=context)
+    path = formats.write("tflite", model, tmp_path / "stream.tflite", block_seconds=0.1, context_seconds=context)
     assert all(custom is None for _, custom in operator_codes(path))
     description = tflite.describe(path)
     block, state = description["block_samples"], description["state_samples"]
@@ -322,33 +316,28 @@ def test_streaming_tflite_matches_offline_separation_away_from_the_start(archite
         if architecture == "bandconv":  # a bounded receptive field: the default context makes it exact
             assert error <= 1e-4
         else:  # umx's recurrences reach the whole signal: a finite context approximates it, closely
-            assert 0 < error <= 1e-3 and stream_sdr(streamed[source][:, away], offline[source][:, away]) >= 70
-
-
-def stream_sdr(streamed, offline):
-    return 10 * np.log10(np.sum(offline**2) / np.sum((streamed - offline) ** 2))
+            assert 0 < error <= 1e-3 and sdr(offline[source][:, away], streamed[source][:, away]) >= 70
 
 
 @pytest.mark.slow
 def test_a_longer_streaming_context_brings_umx_closer_to_offline_separation(tmp_path):
     import tfsep
-    from tfsep.export import export_tflite
-
     model = tfsep.build_model("umx", sample_rate=RATE, size="tiny", n_fft=256, hop=64)
     mixture = waveforms(2, 12 * 832 + 100, seed=5)
     offline, away = model.predict(mixture, verbose=0), slice(3200, mixture.shape[1] - 3200)
     scores = []
     for context in (0.05, 0.2):
-        streamed = stream_through_litert(export_tflite(model, tmp_path / f"{context}.tflite", block_seconds=0.1,
-                                                       context_seconds=context), mixture)
-        scores.append(np.mean([stream_sdr(streamed[s][:, away], offline[s][:, away]) for s in offline]))
+        path = formats.write("tflite", model, tmp_path / f"{context}.tflite", block_seconds=0.1,
+                             context_seconds=context)
+        streamed = stream_through_litert(path, mixture)
+        scores.append(np.mean([sdr(offline[s][:, away], streamed[s][:, away]) for s in offline]))
     assert scores[1] >= scores[0] + 10, scores  # measured: 62 dB, then 83 dB
 
 
 def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
     """The converter clips fused LSTM cell states at ±10; Keras does not, and neither may the export."""
     from tfsep._keras import keras
-    from tfsep.export import convert_to_tflite
+    from tfsep.formats.tflite_writer import convert_to_tflite
     from tfsep.networks.umx import FusedLSTM
 
     inputs = keras.Input((None, 1), name="waveform")
@@ -371,13 +360,13 @@ def test_fused_lstm_cell_states_are_not_clipped_in_tflite(tmp_path):
 @pytest.mark.slow
 def test_segmented_models_hold_a_chunk_signature_sharing_the_weights(tmp_path):
     import tfsep
-    from tfsep.export import convert_to_tflite, export_tflite
     from tfsep.formats import tflite
+    from tfsep.formats.tflite_writer import convert_to_tflite
     from tfsep.models import chunk_model, reconfigure
 
     model = tfsep.build_model("unet", ("vocals", "accompaniment"), RATE, n_fft=256, hop=64, size="small",
                               framing="pad_end", segment=64, ratio_mask_exponent=2.0, mask_extension="zeros")
-    path = export_tflite(model, tmp_path / "segmented.tflite")
+    path = formats.write("tflite", model, tmp_path / "segmented.tflite")
     assert tflite.describe(path)["segment_frames"] == 64 and tflite.describe(path)["framing"] == "pad_end"
     assert all(custom is None for _, custom in operator_codes(path))
     one_signature = convert_to_tflite(reconfigure(model, inverse_fft="builtin"))
@@ -391,7 +380,33 @@ def test_segmented_models_hold_a_chunk_signature_sharing_the_weights(tmp_path):
             mixture, verbose=0)
         for source in expected:
             assert np.abs(outputs[source] - expected[source]).max() <= 1e-4, (signature, source)
-    half = litert.Interpreter(model_path=str(export_tflite(model, tmp_path / "half.tflite", quantize="float16")))
+    half = formats.write("tflite", model, tmp_path / "half.tflite", quantize="float16")
+    half = litert.Interpreter(model_path=str(half))
     silence_then_sound = np.concatenate([np.zeros_like(mixture), mixture], axis=1)
     outputs = half.get_signature_runner("serving_default")(waveform=silence_then_sound)
     assert all(np.isfinite(stem).all() for stem in outputs.values())  # the ratio masks' eps is 0 in float16
+
+
+def test_the_private_flatbuffer_bindings_behind_the_adapter_are_there_and_round_trip(tmp_path):
+    """formats.flatbuffer is tfsep's one use of TensorFlow's private TFLite schema bindings: if an upgrade moves
+    them, this fails naming what is gone."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsep._keras import keras
+    from tfsep.formats import flatbuffer
+
+    schema = flatbuffer.schema()
+    missing = [name for name in flatbuffer.NAMES if not hasattr(schema, name)]
+    assert not missing, f"TensorFlow's TFLite schema bindings lack {missing}: update tfsep/formats/flatbuffer.py"
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    packed = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    parsed = flatbuffer.read(packed)
+    assert isinstance(parsed, schema.ModelT) and len(parsed.subgraphs) == 1
+    (tmp_path / "again.tflite").write_bytes(flatbuffer.write(parsed))
+    interpreter = Interpreter(model_path=str(tmp_path / "again.tflite"))
+    interpreter.allocate_tensors()
+    x = np.array([[1.0, -2.0, 0.5]], np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
+                               model(x).numpy(), rtol=1e-6)

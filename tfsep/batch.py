@@ -32,7 +32,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.utils.shared import Shared
 
-from tfsep import audio, names, pretrained
+from tfsep import audio, names, providers
 from tfsep.audio import AudioError
 from tfsep.commits import recover_under
 from tfsep.outputs import DEFAULT_TEMPLATE, SeparationError, check_outputs, output_paths
@@ -115,7 +115,7 @@ class SeparateFiles(beam.DoFn):
             with local_copy(path) as local:
                 found = audio.info(local)
                 self.separator.separate_file(local, settings.outdir, settings.template, settings.bits,
-                                             settings.residual, overwrite)
+                                             settings.residual, overwrite, checked=True)  # by `_plan`
             self.done.inc()
             self.milliseconds.inc(int(round(1000 * found.samples / found.sample_rate)))
             yield path
@@ -212,7 +212,7 @@ def run(inputs, outdir, model=None, template=DEFAULT_TEMPLATE, bits=None, residu
     model call, `pipeline_args` Beam's own options (default: the local runner on every core,
     `pipeline_options`). Returns a BatchResult; the failures are in `outdir/_failures.jsonl`.
     """
-    settings = Settings(str(pretrained.separation_model(model, **options)), str(outdir), template,
+    settings = Settings(str(providers.separation_model(model, **options)), str(outdir), template,
                         None if bits is None else str(bits), residual, chunk_seconds, overlap_seconds, threads,
                         batch_size, options)
     sources = _separator(settings).sources  # the model and the options are checked here, before the pipeline

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import tfsep
-from tfsep import names, quiet, stops, terminal
+from tfsep import formats, names, providers, quiet, stops, terminal
 
 
 def run_info(args):
@@ -57,21 +57,9 @@ def separation_options(args):
 def _needs_tensorflow(args):
     """Whether the command runs TensorFlow: all but render-dataset, and separate with a LiteRT model (as the
     shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
-    from tfsep import formats
-
     if args.command == "render-dataset":
         return False
     return args.command != "separate" or formats.format_of(args.model_file) != "tflite"
-
-
-def _sources(model):
-    """The source names of the model file `model`, or None if it cannot be described (loading it says why)."""
-    from tfsep import formats
-
-    try:
-        return tuple(formats.describe(model)["sources"])
-    except Exception:
-        return None
 
 
 def run_separate(args):
@@ -94,27 +82,24 @@ def run_separate(args):
     recover_under(args.output)  # what killed runs left there: finished or undone, and said so
     subtype(args.template, args.bits)  # a format that cannot hold these samples is refused before any work
     failures, inputs = [], list(args.inputs)
-    sources = _sources(model)
-    if sources is not None:  # outputs are checked before the model loads
-        outputs = {path: output_paths(sources, path, args.output, args.template, args.residual) for path in inputs}
-        check_outputs(outputs)
-        for path, targets in outputs.items():
-            try:
-                refuse_existing(targets, args.overwrite)
-            except SeparationError as error:
-                failures.append(str(error))
-                print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
-                inputs.remove(path)
+    sources = formats.describe(model)["sources"]  # outputs are checked once, before the model loads
+    outputs = {path: output_paths(sources, path, args.output, args.template, args.residual) for path in inputs}
+    check_outputs(outputs)
+    for path, targets in outputs.items():
+        try:
+            refuse_existing(targets, args.overwrite)
+        except SeparationError as error:
+            failures.append(str(error))
+            print(f"tfsep: error: {failures[-1]}", file=sys.stderr)
+            inputs.remove(path)
     if inputs:
         separator = Separator.load(model, chunk_seconds=args.chunk, overlap_seconds=args.overlap,
                                    **separation_options(args))
-        check_outputs({path: separator.output_paths(path, args.output, args.template, args.residual)
-                       for path in inputs})
     progress = not args.quiet
     for path in tqdm(inputs, desc="files", unit="file", disable=not progress or len(inputs) < 2):
         try:
             written = separator.separate_file(path, args.output, args.template, args.bits, args.residual,
-                                              args.overwrite, progress=progress)
+                                              args.overwrite, progress=progress, checked=True)
         except (AudioError, SeparationError, OSError, ValueError) as error:
             if args.debug:
                 raise
@@ -169,48 +154,50 @@ def run_evaluate(args):
 
 
 def run_convert(args):
-    from tfsep.files import replace_atomically
-    from tfsep.spleeter import convert
-
     if args.output.suffix != ".keras":
         raise ValueError(f"{args.output}: the output must be a .keras file")
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
-    model = convert(args.checkpoint, args.config)
-    replace_atomically(args.output, lambda partial: model.save(partial), suffix=".keras")
-    print(f"converted {args.checkpoint} ({', '.join(model.sources)}) to {args.output}")
+    model = providers.convert(args.kind, args.checkpoint, args.config)
+    formats.write("keras", model, args.output)
+    inputs = " ".join(str(path) for path in args.checkpoint)
+    print(f"converted {inputs} ({', '.join(model.sources)}) to {args.output}")
     return 0
+
+
+# `tfsep export`'s options of the forms' writers (`formats.writer_options`): {write option: command-line flag}
+EXPORT_OPTIONS = {"quantize": "--quantize", "block_seconds": "--stream-block", "context_seconds": "--stream-context",
+                  "version": "--version", "chunk_seconds": "--chunk", "max_seconds": "--max-seconds",
+                  "wiener_iterations": "--wiener", "griffin_lim_iterations": "--griffin-lim",
+                  "mixture_consistent": "--consistent"}
 
 
 def run_export(args):
-    from tfsep.export import export_savedmodel, export_tflite
     from tfsep.models import load_model
-    from tfsep.pretrained import resolve
 
-    source = resolve(args.model)
+
+    given = {option: getattr(args, flag[2:].replace("-", "_")) for option, flag in EXPORT_OPTIONS.items()}
+    given = {option: value for option, value in given.items() if value is not None}
+    for option in sorted(given.keys() - set(formats.writer_options(args.format))):
+        takers = [form for form in formats.EXPORTS if option in formats.writer_options(form)]
+        raise ValueError(f"{EXPORT_OPTIONS[option]} applies to --format {' and '.join(takers)} only")
+    source = providers.resolve(args.model)
     if args.output.exists() and args.output.resolve() == Path(source).resolve():
         raise ValueError(f"{args.output}: is the model being exported; choose another --output")
-    if args.format == "tflite" and args.output.exists() and not args.overwrite:
+    if args.format != "savedmodel" and args.output.exists() and not args.overwrite:  # version folders: never
         raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
-    if args.version < 1:
-        raise ValueError(f"--version must be a positive integer, got {args.version}")
-    model = load_model(source)
-    if args.format == "tflite":
-        target = export_tflite(model, args.output, args.quantize, args.wiener, args.stream_block, args.stream_context,
-                               args.griffin_lim, args.consistent)
-        form = "whole clips" if args.stream_block is None else "streaming"
-        weights = {"none": "float32", "float16": "float16", "dynamic-int8": "dynamic-range int8"}[args.quantize]
-        print(f"exported {args.model} to {target} ({target.stat().st_size / 2**20:.1f} MiB, {weights} weights, "
-              f"{form})")
-        return 0
-    for flag, value in (("--quantize", args.quantize != "none"), ("--stream-block", args.stream_block),
-                        ("--stream-context", args.stream_context)):
-        if value:
-            raise ValueError(f"{flag} applies to --format tflite only")
-    target = export_savedmodel(model, args.output, args.version, args.chunk, args.wiener, args.max_seconds,
-                               args.griffin_lim, args.consistent)
-    print(f"exported {args.model} to {target} (signatures serving_default, chunk, metadata)")
+    target = formats.write(args.format, load_model(source), args.output, **given)
+    print(f"exported {args.model} to {target} ({_export_summary(args.format, target, given)})")
     return 0
+
+
+def _export_summary(form, target, given):
+    if form == "savedmodel":
+        return "signatures serving_default, chunk, metadata"
+    quantize = given.get("quantize", "none")
+    weights = {"none": "float32", "float16": "float16", "dynamic-int8": "dynamic-range int8"}[quantize]
+    return (f"{target.stat().st_size / 2**20:.1f} MiB, {weights} weights, "
+            f"{'whole clips' if given.get('block_seconds') is None else 'streaming'}")
 
 
 GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
@@ -330,19 +317,18 @@ def build_parser():
     )
     export.add_argument("model", metavar="MODEL",
                         help="a .keras model or a name: band (the shipped model), spleeter:2stems")
-    export.add_argument("--format", choices=names.EXPORT_FORMATS, default="savedmodel")
+    export.add_argument("--format", choices=formats.EXPORTS, default="savedmodel")
     export.add_argument("--output", type=Path, required=True,
                         help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
-    export.add_argument("--quantize", choices=names.QUANTIZATIONS, default="none",
-                        help="TFLite weight quantisation (none)")
-    export.add_argument("--version", type=int, default=1, help="model version folder, a positive integer (1)")
+    export.add_argument("--quantize", choices=names.QUANTIZATIONS, help="tflite: weight quantisation (none)")
+    export.add_argument("--version", type=int, help="savedmodel: model version folder, a positive integer (1)")
     export.add_argument("--overwrite", action="store_true", help="tflite: replace an existing file")
-    export.add_argument("--chunk", type=float, default=10.0, help="chunk length of the chunk signature, seconds (10)")
+    export.add_argument("--chunk", type=float, help="savedmodel: chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
     export.add_argument("--consistent", action=argparse.BooleanOptionalAction,
                         help="stems that sum to the mixture in the exported graph (default: the model's own)")
     export.add_argument("--griffin-lim", type=int, metavar="N", help=GRIFFIN_LIM_HELP + ", in the exported graph")
-    export.add_argument("--max-seconds", type=float, default=120.0,
+    export.add_argument("--max-seconds", type=float,
                         help="savedmodel: most audio per request, batch × duration, refused beyond (120)")
     export.add_argument("--stream-block", type=float, metavar="SECONDS",
                         help="tflite: the streaming form, taking blocks of this length with explicit state")
@@ -357,8 +343,9 @@ def build_parser():
         "forms, or a release archive unpacked) into a tfsep model that computes what Spleeter computes. Reads the "
         "checkpoint only: no Spleeter install, no TF1 graph.",
     )
-    convert.add_argument("kind", choices=names.CHECKPOINT_KINDS, help="the checkpoint's system")
-    convert.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="folder with model.index and data")
+    convert.add_argument("kind", choices=sorted(providers.PROVIDERS), help="the checkpoint's system")
+    convert.add_argument("checkpoint", type=Path, nargs="+", metavar="CHECKPOINT",
+                         help="the checkpoint's files or folder (spleeter: the folder with model.index and data)")
     convert.add_argument("--output", type=Path, required=True, help="the .keras file to write")
     convert.add_argument("--config", help="Spleeter configuration: a published name (2stems, 4stems, 5stems, "
                          "...-16kHz) or its JSON file (default: from the folder's name, else its U-Net count)")
@@ -448,9 +435,9 @@ def _main(argv):
     _show_notices()
     try:
         if args.command == "separate":  # the model file it runs, found once and before TensorFlow loads
-            from tfsep.pretrained import separation_model
 
-            args.model_file = separation_model(args.model, **separation_options(args))
+
+            args.model_file = providers.separation_model(args.model, **separation_options(args))
         if _needs_tensorflow(args):
             quiet.import_tensorflow()
         code = args.run(args)

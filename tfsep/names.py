@@ -8,9 +8,7 @@ LAYOUTS = ("band", "satb")  # render-dataset's stem layouts: vocals/drums/bass/o
 ORACLES = ("irm", "ibm", "wiener", "mixture")  # oracle separations (`oracles.oracle_separate`)
 BIT_DEPTHS = ("16", "24", "32", "float")  # the sample formats that stems are written in; 32 is float
 AUDIO_FORMATS = ("wav", "flac", "mp3")  # the file formats that stems are written in
-EXPORT_FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic-int8")  # TFLite weight storage
-CHECKPOINT_KINDS = ("spleeter",)  # systems whose checkpoints `tfsep convert` reads
 
 # Separation chunks (`chunking.chunk_plan`): 5 s, crossfaded over 0.25 s. A chunk's spectra then stay closer to the
 # CPU's caches (the shipped model took 21.6 ms per second of audio in 2 s chunks, 26.4 in 5 s, 28.7 in 7 s) and 5 %

