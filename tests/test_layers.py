@@ -20,8 +20,6 @@ from tfsep.layers import (
     PhaseReuse,
     RatioMasks,
     WienerFilter,
-    irfft,
-    overlap_add,
 )
 
 
@@ -309,32 +307,6 @@ def test_wiener_scales_loud_spectra_without_changing_the_result(rng):
     x, y, x_in, y_in = wiener_inputs(rng, channels=2)
     loud = as_complex(WienerFilter(1)([1000 * y_in, 1000 * x_in]))[0] / 1000
     np.testing.assert_allclose(loud, numpy_wiener_step(y, x), rtol=1e-3, atol=1e-4)
-
-
-@pytest.mark.smoke
-@pytest.mark.parametrize("n_fft", [2, 8, 256])
-def test_builtin_irfft_matches_numpy_for_any_spectrum(n_fft, rng):
-    spectrum = rng.normal(size=(3, 5, n_fft // 2 + 1)) + 1j * rng.normal(size=(3, 5, n_fft // 2 + 1))
-    signal = irfft(tf.constant(np.stack([spectrum.real, spectrum.imag], -1), tf.float32), n_fft).numpy()
-    np.testing.assert_allclose(signal, np.fft.irfft(spectrum, n_fft), atol=1e-6)
-
-
-@pytest.mark.smoke
-@pytest.mark.parametrize("length, hop", [(8, 2), (8, 3), (256, 64), (256, 100), (5, 5)])
-def test_overlap_add_and_its_gradient_match_numpy(length, hop, rng):
-    frames = rng.normal(size=(2, 3, 7, length)).astype(np.float32)
-    upstream = rng.normal(size=(2, 3, 6 * hop + length)).astype(np.float32)
-    expected = np.zeros((2, 3, 6 * hop + length), np.float32)
-    for t in range(7):
-        expected[..., t * hop : t * hop + length] += frames[..., t, :]
-    framed = np.stack([upstream[..., t * hop : t * hop + length] for t in range(7)], axis=-2)  # the adjoint
-    frames = tf.constant(frames)
-    with tf.GradientTape() as tape:
-        tape.watch(frames)
-        signal = overlap_add(frames, hop)
-        total = tf.reduce_sum(signal * upstream)
-    np.testing.assert_allclose(signal.numpy(), expected, atol=1e-5)
-    np.testing.assert_allclose(tape.gradient(total, frames).numpy(), framed, atol=1e-6)
 
 
 def numpy_istft(spectrum, n_fft, hop, samples):

@@ -1,8 +1,9 @@
 """Keras layers of the masking pipeline: STFT, masks, phase reuse, Wiener filter, inverse STFT.
 
 Complex spectra travel as real tensors whose last axis holds (real, imaginary), so every
-layer saves, serialises and converts to TFLite without complex dtypes. The shapes used
-throughout:
+layer saves, serialises and converts to TFLite without complex dtypes; the tensor helpers
+the layers are built from (|X|, the builtin inverse FFT, overlap-add, complex views) are in
+`spectral`. The shapes used throughout:
 
 - waveform: (batch, samples, channels)
 - spectrum: (batch, frames, bins, channels, 2), with bins = n_fft // 2 + 1
@@ -19,96 +20,13 @@ the masks and the Wiener filter need its precision under mixed precision too.
 import numpy as np
 import tensorflow as tf
 
+from tfsep import spectral
 from tfsep._keras import keras
 from tfsep.framing import check_stft_settings, leading_pad, num_frames, steady_window_sum, window_array
 
 MASK_ACTIVATIONS = ("sigmoid", "softmax")
 MASK_EXTENSIONS = ("average", "edge", "zeros")
 INVERSE_FFTS = ("signal", "bitcast", "builtin")
-
-
-def irfft(spectrum, n_fft):
-    """Inverse real FFT along the bins from one forward real FFT, in TFLite builtin ops.
-
-    TFLite has no builtin IRFFT. With c = Re X + Im X on bins 0..N/2 followed by the reverse
-    of Re X − Im X on bins 1..N/2−1, Y = rfft(c) gives N·x[m] = (Re Y + Im Y)[m] for
-    m <= N/2 and N·x[N−m] = (Re Y − Im Y)[m] (the Hartley transform is its own inverse).
-    Each sum is a matrix product with the (real, imaginary) axis, which also scales by 1/N;
-    slicing that axis apart instead copies element by element in LiteRT, 2× slower.
-
-    spectrum: (..., n_fft // 2 + 1, 2), real and imaginary parts. Returns (..., n_fft), as
-    tf.signal.irfft does.
-    """
-    half, parts = n_fft // 2, len(spectrum.shape) - 1
-    plus, minus = (tf.tensordot(spectrum, np.array(signs, np.float32) / n_fft, [[parts], [0]])
-                   for signs in ((1, 1), (1, -1)))
-    edges = (plus[..., ::half] + minus[..., ::half]) / 2  # Re X at 0 Hz and Nyquist: irfft ignores Im X there
-    sequence = tf.concat([edges[..., :1], plus[..., 1:half], edges[..., 1:], tf.reverse(minus[..., 1:half], [-1])], -1)
-    spectrum = tf.signal.rfft(sequence)
-    forward = tf.math.real(spectrum) + tf.math.imag(spectrum)  # x[0..N/2]
-    backward = tf.math.real(spectrum) - tf.math.imag(spectrum)  # x[N−m] for m = 0..N/2
-    return tf.concat([forward, tf.reverse(backward[..., 1:half], [-1])], axis=-1)
-
-
-def overlap_add(frames, hop):
-    """Overlap-add frames (..., count, length) at `hop` -> (..., (count − 1)·hop + length), in TFLite builtins.
-
-    Each frame is zero-padded to R·hop, R = ceil(length / hop), and cut into R segments;
-    segment r of every frame is shifted by r hops and the R shifted copies are summed. Slices
-    and pads, unlike `tf.signal.overlap_and_add`'s strided slice and transpose, move each
-    segment once, and so does the gradient, `frame_segments`, the adjoint of overlap-adding.
-    """
-    length = frames.shape[-1]
-    segments = -(-length // hop)
-    rank = len(frames.shape)
-
-    @tf.custom_gradient
-    def overlap_added(frames):
-        shape = tf.shape(frames)
-        outer, count = shape[:-2], shape[-2]
-        frames = tf.pad(frames, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
-        start = tf.zeros([rank - 1], tf.int32)
-        shifted = []
-        for r in range(segments):
-            segment = tf.slice(frames, tf.concat([start, [r * hop]], 0), tf.concat([outer, [count, hop]], 0))
-            shifted.append(tf.pad(segment, [[0, 0]] * (rank - 2) + [[r, segments - 1 - r], [0, 0]]))
-        signal = tf.reshape(tf.add_n(shifted), tf.concat([outer, [(count + segments - 1) * hop]], 0))
-        signal = tf.slice(signal, start, tf.concat([outer, [(count - 1) * hop + length]], 0))
-        return signal, lambda upstream: frame_segments(upstream, count, length, hop)
-
-    return overlap_added(frames)
-
-
-def frame_segments(signal, count, length, hop):
-    """Frames of `length` samples every `hop` of signal (..., (count − 1)·hop + length) -> (..., count, length).
-
-    The adjoint of `overlap_add`: a frame is the concatenation of R = ceil(length / hop)
-    consecutive hop-long segments of the signal, each cut once by a slice.
-    """
-    segments = -(-length // hop)
-    rank = len(signal.shape)
-    outer = tf.shape(signal)[:-1]
-    start = tf.zeros([rank - 1], tf.int32)
-    signal = tf.pad(signal, [[0, 0]] * (rank - 1) + [[0, segments * hop - length]])
-    rows = tf.reshape(signal, tf.concat([outer, [count + segments - 1, hop]], 0))
-    size = tf.concat([outer, [count, hop]], 0)
-    frames = tf.concat([tf.slice(rows, tf.concat([start, [r, 0]], 0), size) for r in range(segments)], axis=-1)
-    return tf.slice(frames, tf.zeros([rank + 1], tf.int32), tf.concat([outer, [count, length]], 0))
-
-
-@tf.custom_gradient
-def complex_view(spectrum):
-    """(..., 2) float32 (real, imaginary) -> (...) complex64: the same memory read as complex (`tf.bitcast`).
-
-    Differentiable, unlike `tf.bitcast`; neither XLA nor TFLite builtins compile it.
-    """
-    return tf.bitcast(spectrum, tf.complex64), lambda gradient: tf.bitcast(gradient, tf.float32)
-
-
-@tf.custom_gradient
-def real_view(spectrum):
-    """(...) complex64 -> (..., 2) float32 (real, imaginary), the inverse of `complex_view`."""
-    return tf.bitcast(spectrum, tf.float32), lambda gradient: tf.bitcast(gradient, tf.complex64)
 
 
 def _trailing(tensor, count):
@@ -162,9 +80,9 @@ class STFT(_FourierLayer):
         hop: samples between frames, 1 to n_fft // 2.
         window: periodic analysis window, one of WINDOWS.
         framing: one of FRAMINGS, as above.
-        bitcast: return the complex spectrum's own memory as (real, imaginary) (`real_view`)
-            instead of stacking its parts: the same values without two copies, for TensorFlow
-            without XLA; False gives the form XLA and TFLite builtins take.
+        bitcast: return the complex spectrum's own memory as (real, imaginary)
+            (`spectral.real_view`) instead of stacking its parts: the same values without two copies,
+            for TensorFlow without XLA; False gives the form XLA and TFLite builtins take.
 
     Input: waveform (batch, samples, channels), any samples >= 1 (>= n_fft for `valid`) and
     any channels. Output: spectrum (batch, frames, bins, channels, 2), bins = n_fft // 2 + 1,
@@ -194,7 +112,7 @@ class STFT(_FourierLayer):
     def call(self, waveform):
         spectrum = self.complex_spectrum(waveform)
         if self.bitcast:
-            return real_view(tf.transpose(spectrum, [0, 2, 3, 1]))
+            return spectral.real_view(tf.transpose(spectrum, [0, 2, 3, 1]))
         spectrum = tf.stack([tf.math.real(spectrum), tf.math.imag(spectrum)], axis=-1)
         return tf.transpose(spectrum, [0, 2, 3, 1, 4])
 
@@ -219,12 +137,12 @@ class InverseSTFT(_FourierLayer):
     leaves the first and last n_fft − hop samples partial: summed where chunks that start a
     whole number of hops apart overlap, such outputs give the inverse of the whole signal.
 
-    The inverse FFT and overlap-add are TensorFlow's (`inverse_fft="signal"`:
-    `tf.signal.irfft` and `tf.signal.overlap_and_add`; `"bitcast"`: the same, reading the
-    spectrum as complex in place (`complex_view`) rather than combining its parts, the
-    fastest form in TensorFlow without XLA), or built from TFLite builtin ops (`"builtin"`:
-    `irfft` from one forward FFT and `overlap_add`), the form that converts to TFLite
-    without select ops. All compute the same inverse.
+    The inverse FFT is TensorFlow's (`inverse_fft="signal"`: `tf.signal.irfft`; `"bitcast"`:
+    the same, reading the spectrum as complex in place (`spectral.complex_view`) rather than
+    combining its parts, the fastest form in TensorFlow without XLA), or built from TFLite
+    builtin ops (`"builtin"`: `spectral.irfft` from one forward FFT), the form that converts
+    to TFLite without select ops. All three overlap-add with `spectral.overlap_add`, and all
+    compute the same inverse.
 
     Args:
         n_fft: FFT length, a power of two.
@@ -249,12 +167,16 @@ class InverseSTFT(_FourierLayer):
         flat (batch, frames, bins, dims, 2) -> (batch, dims, length), length = (frames − 1)·hop + n_fft.
         """
         if self.inverse_fft != "builtin":
-            spectra = complex_view(flat) if self.inverse_fft == "bitcast" else tf.complex(flat[..., 0], flat[..., 1])
+            if self.inverse_fft == "bitcast":
+                spectra = spectral.complex_view(flat)
+            else:
+                spectra = tf.complex(flat[..., 0], flat[..., 1])
             spectra = tf.transpose(spectra, [0, 3, 1, 2])  # (batch, dims, frames, bins)
             frame_signals = tf.signal.irfft(spectra, fft_length=[self.n_fft])
         else:
-            frame_signals = irfft(tf.transpose(flat, [0, 3, 1, 2, 4]), self.n_fft)  # (batch, dims, frames, bins, 2)
-        return overlap_add(frame_signals * self._window, self.hop)
+            spectra = tf.transpose(flat, [0, 3, 1, 2, 4])  # (batch, dims, frames, bins, 2)
+            frame_signals = spectral.irfft(spectra, self.n_fft)
+        return spectral.overlap_add(frame_signals * self._window, self.hop)
 
     def call(self, inputs):
         spectrum, reference = inputs
@@ -268,7 +190,7 @@ class InverseSTFT(_FourierLayer):
             signal = tf.pad(signal, [[0, 0], [0, 0], [0, tf.maximum(0, samples - tf.shape(signal)[2])]])
             window_sum = tf.tile(steady_window_sum(self._window, self.hop), [samples // self.hop + 1])
         else:
-            window_sum = overlap_add(tf.tile(tf.expand_dims(self._window**2, 0), [frames, 1]), self.hop)
+            window_sum = spectral.overlap_add(tf.tile(tf.expand_dims(self._window**2, 0), [frames, 1]), self.hop)
         start = leading_pad(self.n_fft, self.framing)
         signal = tf.slice(signal, [0, 0, start], [-1, -1, samples]) / tf.slice(window_sum, [start], [samples])
         signal = tf.transpose(signal, [0, 2, 1])  # (batch, samples, dims)
@@ -287,7 +209,7 @@ class Magnitude(Float32Layer):
     """|X|: spectrum (..., 2) -> magnitude (...)."""
 
     def call(self, spectrum):
-        return tf.sqrt(tf.reduce_sum(tf.square(spectrum), axis=-1))
+        return spectral.magnitude(spectrum)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1])
@@ -449,9 +371,9 @@ class ApplyMasks(Float32Layer):
     fraction of its memory traffic.
 
     Args:
-        bitcast: multiply in complex64, reading and writing the spectra in place (`complex_view`):
-            the same values at about half the time in TensorFlow without XLA; False gives the
-            real-valued product that XLA and TFLite builtins take.
+        bitcast: multiply in complex64, reading and writing the spectra in place
+            (`spectral.complex_view`): the same values at about half the time in TensorFlow without
+            XLA; False gives the real-valued product that XLA and TFLite builtins take.
 
     Inputs: [masks (batch, frames, bins, channels, sources), spectrum (batch, frames, bins, channels, 2)].
     Output: stem spectra (batch, frames, bins, channels, sources, 2).
@@ -465,7 +387,7 @@ class ApplyMasks(Float32Layer):
         masks, spectrum = inputs
         masks = tf.cast(masks, tf.float32)
         if self.bitcast:
-            return real_view(tf.complex(masks, 0.0) * tf.expand_dims(complex_view(spectrum), -1))
+            return spectral.real_view(tf.complex(masks, 0.0) * tf.expand_dims(spectral.complex_view(spectrum), -1))
         return tf.expand_dims(masks, -1) * tf.expand_dims(spectrum, -2)
 
     def compute_output_shape(self, input_shape):
@@ -485,7 +407,7 @@ class PhaseReuse(Float32Layer):
 
     def call(self, inputs):
         stem_magnitudes, spectrum = inputs
-        magnitude = tf.sqrt(tf.reduce_sum(tf.square(spectrum), axis=-1))
+        magnitude = spectral.magnitude(spectrum)
         nonzero = magnitude > 0.0
         safe = tf.where(nonzero, magnitude, 1.0)
         cos = tf.where(nonzero, spectrum[..., 0] / safe, 1.0)
@@ -532,7 +454,7 @@ class WienerFilter(Float32Layer):
         stems, spectrum = inputs
         if self.iterations == 0:
             return stems
-        peak = tf.sqrt(tf.reduce_max(tf.reduce_sum(tf.square(spectrum), -1), axis=[1, 2, 3]))
+        peak = tf.sqrt(tf.reduce_max(spectral.power(spectrum), axis=[1, 2, 3]))
         scale = tf.reshape(tf.maximum(1.0, peak / self.scale_factor), [-1, 1, 1, 1])  # (batch, 1, 1, 1)
         x = tuple(part / scale for part in tf.unstack(spectrum, 2, axis=-1))
         y = tuple(part / _trailing(scale, 1) for part in tf.unstack(stems, 2, axis=-1))  # TFLite slices <= 5-D
@@ -614,13 +536,13 @@ class GriffinLim(_FourierLayer):
         if self.iterations == 0:
             return stems
         shape = tf.shape(stems)
-        magnitude = tf.sqrt(tf.reduce_sum(tf.square(stems), axis=-1, keepdims=True))
+        magnitude = spectral.magnitude(stems, keepdims=True)
         for _ in range(self.iterations):
             waveforms = self._istft([stems, mixture])  # (batch, samples, channels, sources)
             size = tf.shape(waveforms)
             spectra = self._stft(tf.reshape(waveforms, [size[0], size[1], -1]))  # channels × sources as channels
             spectra = tf.reshape(spectra, shape)
-            norm = tf.sqrt(tf.reduce_sum(tf.square(spectra), axis=-1, keepdims=True))
+            norm = spectral.magnitude(spectra, keepdims=True)
             nonzero = norm > 0.0
             phasor = tf.where(nonzero, spectra / tf.where(nonzero, norm, 1.0), tf.constant([1.0, 0.0]))
             stems = magnitude * phasor

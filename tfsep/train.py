@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import yaml
-from keras.src.losses.loss import unscale_loss_for_distribution  # as Keras's own train_step
 
-from tfsep import data, pretrained, runfolder
+from tfsep import data, providers, runfolder
 from tfsep._keras import keras
+from tfsep._keras_private import track_loss
 from tfsep.callbacks import (
     BestWeights,
     EpochSummary,
@@ -97,14 +97,14 @@ def training_form(config):
 def build_separation_model(config):
     """The SeparationModel of `config.model` for `config.data`'s sources and rate, in `training_form`.
 
-    With `model.init`, the model of that file or pretrained name (`pretrained.resolve`),
+    With `model.init`, the model of that file or pretrained name (`providers.resolve`),
     rebuilt under the current dtype policy with its weights; its sources and rate must be
     the data's.
     """
     model = config.model
     form = training_form(config)
     if model.init is not None:
-        start = load_model(pretrained.resolve(model.init))
+        start = load_model(providers.resolve(model.init))
         if list(start.sources) != list(config.data.sources) or start.sample_rate != config.data.sample_rate:
             raise ConfigError(f"model.init {model.init} separates {list(start.sources)} at {start.sample_rate} Hz, "
                               f"but data.sources is {config.data.sources} at {config.data.sample_rate} Hz; set "
@@ -162,8 +162,8 @@ class Trainer(keras.Model):
         def step(xs, ys, ws, count, sums):
             with tf.GradientTape() as tape:
                 y_pred = self(xs, training=True)
-                loss = self._compute_loss(xs, ys, y_pred, ws, training=True)
-                self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=count)
+                loss = self.compute_loss(xs, ys, y_pred, ws, training=True)
+                track_loss(self, loss, count)
                 scaled = self.optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             self.compute_metrics(xs, ys, y_pred, sample_weight=ws)
@@ -180,8 +180,8 @@ class Trainer(keras.Model):
 
         def step(xs, ys, ws, count, state):
             y_pred = self(xs, training=False)
-            loss = self._compute_loss(xs, ys, y_pred, ws, training=False)
-            self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=count)
+            loss = self.compute_loss(xs, ys, y_pred, ws, training=False)
+            track_loss(self, loss, count)
             self.compute_metrics(xs, ys, y_pred, sample_weight=ws)
             return state
 
