@@ -45,7 +45,7 @@ def home():
 
 def shipped_model():
     """The shipped model's file: inside the installed package (a wheel), else in the source checkout."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # tfsep/
     packaged = package / "saved_models" / SHIPPED / "model.keras"
     return packaged if packaged.is_file() else package.parent / "saved_models" / SHIPPED / "model.keras"
 
