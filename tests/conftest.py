@@ -5,11 +5,17 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import soundfile  # noqa: E402
 
 # A small STFT at 8 kHz: 129 bins, 8 ms hop.
 TINY = {"sample_rate": 8000, "n_fft": 256, "hop": 64, "size": "tiny"}
+SOURCES = ("vocals", "drums", "bass", "other")
 
 
 @pytest.fixture
@@ -31,6 +37,54 @@ def tiny_model_file(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     tiny_model.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_model):
+    """A Separator of `tiny_model` in 2 s chunks that overlap by 0.5 s."""
+    from tfsep.separate import Separator
+
+    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
+
+
+def run_tfsep(*args, cwd=None, env=None, timeout=300, limit_file_size=None, console_script=False):
+    """`tfsep ARGS` in a process of its own: the CompletedProcess, its stdout and stderr as text.
+
+    console_script: run the console script of the environment running the tests, as a user runs it (not
+    whichever `tfsep` PATH finds first), where it has one; else `python -m tfsep.cli`.
+    limit_file_size: the most bytes the process may write to a file (RLIMIT_FSIZE), to make its writes fail.
+    """
+    script = Path(sys.executable).with_name("tfsep")
+    command = [str(script)] if console_script and script.is_file() else [sys.executable, "-m", "tfsep.cli"]
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd, preexec_fn=limit if limit_file_size else None)
+
+
+def write_wav(path, signal, rate=8000, subtype="PCM_16"):
+    """`signal` (samples, channels) written to `path`, as FLAC where its name ends in .flac, else WAV: `path`."""
+    soundfile.write(path, signal, rate, subtype=subtype, format="FLAC" if str(path).endswith(".flac") else "WAV")
+    return path
+
+
+def sdr(reference, estimate, delta=0.0):
+    """The signal-to-distortion ratio of `estimate` over the whole signal, in dB.
+
+    10·log10((Σ s² + δ) / (Σ (s − ŝ)² + δ)): δ = 0 gives the textbook ratio; metrics.sdr takes δ = 1e-7.
+    """
+    return 10 * np.log10((np.sum(reference**2) + delta) / (np.sum((reference - estimate) ** 2) + delta))
+
+
+def constant_library(tracks=5, samples=3000):
+    """Track t's source k is the constant 10·t + k on the left channel and its negative on the right."""
+    return [{s: np.tile([[10.0 * t + k, -10.0 * t - k]], (samples, 1)).astype(np.float32)
+             for k, s in enumerate(SOURCES)}
+            for t in range(tracks)]
 
 
 def tiny_config(root, output, **sections):
@@ -63,10 +117,9 @@ def rendered(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(tiny_model, tmp_path_factory):
     """`tiny_model` as a TF Serving SavedModel (version 3, 0.5 s chunks, at most 1 s per request)."""
-    from tfsep.export import export_savedmodel
-
-    return export_savedmodel(tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3, chunk_seconds=0.5,
-                             max_seconds=1.0)
+    from tfsep import formats
+    return formats.write("savedmodel", tiny_model, tmp_path_factory.mktemp("serving") / "band", version=3,
+                         chunk_seconds=0.5, max_seconds=1.0)
 
 
 @pytest.fixture(scope="session")

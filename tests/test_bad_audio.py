@@ -7,7 +7,6 @@ these cases.
 """
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -15,31 +14,13 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from conftest import run_tfsep, write_wav
 
 from tfsep import audio, data
 from tfsep.outputs import SeparationError
-from tfsep.separate import Separator
 
 RATE = 8000
 STEMS = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
-
-
-def write_wav(path, signal, rate=RATE, subtype="PCM_16"):
-    soundfile.write(path, signal, rate, subtype=subtype, format="FLAC" if str(path).endswith(".flac") else "WAV")
-    return path
-
-
-def run_tfsep(*args, env=None, cwd=None, limit_file_size=None):
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
-
-    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=cwd, preexec_fn=limit if limit_file_size else None)
-
-
-@pytest.fixture
-def separator(tiny_model):
-    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
 
 
 def test_bad_files_get_errors_naming_the_file(separator, tmp_path, rng):

@@ -1,5 +1,6 @@
 """tfsep batch: Apache Beam separation that writes what `tfsep separate` writes, with dead letters and resumption."""
 
+import functools
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
+from conftest import run_tfsep
 
 beam = pytest.importorskip("apache_beam", reason="needs apache-beam (the beam extra)")
 
@@ -18,9 +20,7 @@ from tfsep import batch  # noqa: E402
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]  # the local runner, in this process
 
 
-def tfsep(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env=env)
+tfsep = functools.partial(run_tfsep, timeout=600)  # Beam pipelines get 10 minutes
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,12 @@
 """The `tfsep` console script, run as a user runs it."""
 
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
+import conftest
 import pytest
 
-
-def run_tfsep(*args):
-    """The console script of the environment running the tests (not whichever `tfsep` PATH finds first)."""
-    script = Path(sys.executable).with_name("tfsep")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "tfsep.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+run_tfsep = functools.partial(conftest.run_tfsep, console_script=True, timeout=120)
 
 
 @pytest.mark.smoke

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import SOURCES, constant_library
 
 from tfsep import audio, data
-
-SOURCES = ("vocals", "drums", "bass", "other")
 
 
 def make_track(folder, rng, samples=4000, rate=8000, channels=2, sources=SOURCES, overrides=None):
@@ -145,13 +144,6 @@ def test_augment_applies_gain_within_range_and_swaps_channels(rng):
             if swapped[k]:
                 np.testing.assert_allclose(augmented[k][:, 0], gains[k] * stems[k][:, 1], rtol=1e-6)
     assert not data.augment(stems, rng, (1, 1), channel_swap=False)[2].any()
-
-
-def constant_library(tracks=5, samples=3000):
-    """Track t's source k is the constant 10·t + k on the left channel and its negative on the right."""
-    return [{s: np.tile([[10.0 * t + k, -10.0 * t - k]], (samples, 1)).astype(np.float32)
-             for k, s in enumerate(SOURCES)}
-            for t in range(tracks)]
 
 
 def first_batches(dataset, count=3):

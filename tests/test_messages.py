@@ -5,25 +5,19 @@ nothing of TensorFlow's or LiteRT's own unless --debug is given.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
+from conftest import run_tfsep
 
 RATE = 8000
-
-
-def tfsep(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tfsep.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def tiny_tflite(tiny_model_file, tmp_path_factory):
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    result = tfsep("export", tiny_model_file, "--format", "tflite", "--output", path)
+    result = run_tfsep("export", tiny_model_file, "--format", "tflite", "--output", path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # the converter's absl warnings and Keras's prints are captured
     return path
@@ -40,8 +34,8 @@ def test_inputs_that_are_not_regular_files_are_named_in_one_line_each(tiny_model
     os.mkfifo(tmp_path / "fifo.wav")
     (tmp_path / "loop1.wav").symlink_to(tmp_path / "loop2.wav")
     (tmp_path / "loop2.wav").symlink_to(tmp_path / "loop1.wav")
-    result = tfsep("separate", "fifo.wav", "loop1.wav", "/dev/null", "--model", tiny_model_file, "-o", "out", "-q",
-                   cwd=tmp_path)
+    result = run_tfsep("separate", "fifo.wav", "loop1.wav", "/dev/null", "--model", tiny_model_file, "-o", "out", "-q",
+                       cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines()[:3] == [
         "tfsep: error: fifo.wav: not a regular file (a FIFO)",
@@ -60,14 +54,14 @@ def test_models_that_are_not_regular_files_or_not_tflite_are_named(song, tiny_tf
              "cut.tflite": "cut.tflite: not a TFLite model file",
              "missing.tflite": "missing.tflite: no such model file"}
     for model, message in cases.items():
-        result = tfsep("separate", song, "--model", model, "-o", "out", "-q", cwd=tmp_path)
+        result = run_tfsep("separate", song, "--model", model, "-o", "out", "-q", cwd=tmp_path)
         assert result.returncode == 1 and result.stderr == f"tfsep: error: {message}\n", result.stderr
 
 
 def test_litert_and_tensorflow_noise_shows_only_with_debug(song, tiny_tflite, tmp_path):
-    quiet = tfsep("separate", song, "--model", tiny_tflite, "-o", tmp_path / "a", "-q")
+    quiet = run_tfsep("separate", song, "--model", tiny_tflite, "-o", tmp_path / "a", "-q")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.stderr
-    debug = tfsep("separate", song, "--model", tiny_tflite, "-o", tmp_path / "b", "-q", "--debug")
+    debug = run_tfsep("separate", song, "--model", tiny_tflite, "-o", tmp_path / "b", "-q", "--debug")
     assert debug.returncode == 0 and "XNNPACK delegate" in debug.stderr
     stems = [soundfile.read(tmp_path / folder / "song" / "vocals.wav")[0] for folder in ("a", "b")]
     np.testing.assert_array_equal(*stems)  # the warm-up run at load changes nothing
@@ -76,5 +70,5 @@ def test_litert_and_tensorflow_noise_shows_only_with_debug(song, tiny_tflite, tm
 @pytest.mark.slow
 @pytest.mark.smoke
 def test_a_quiet_separation_prints_nothing_on_any_tensorflow(tiny_model_file, song, tmp_path):
-    result = tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
+    result = run_tfsep("separate", song, "--model", tiny_model_file, "-o", tmp_path / "out", "-q")
     assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr

@@ -1,4 +1,4 @@
-"""Mask networks: shapes at any number of frames, bands, option checking, and the fused LSTM."""
+"""Mask networks: shapes and reach at any number of frames, bands, option checking, and the fused LSTM."""
 
 import numpy as np
 import pytest
@@ -10,15 +10,31 @@ from tfsep._keras import keras
 
 @pytest.mark.parametrize("architecture", sorted(networks.NETWORKS))
 @pytest.mark.parametrize("frames", [1, 7, 70])
-def test_logits_have_one_mask_per_bin_channel_and_source(architecture, frames):
+def test_a_frame_s_logits_depend_on_its_own_item_within_the_network_s_reach(architecture, frames):
+    """Changing frame t changes the logits of frames t ± receptive_field and no others; where the reach is
+    unbounded (None: umx's recurrences, unet's 64-frame levels) every frame of these inputs. Another item of
+    the batch changes nothing."""
     magnitude = keras.Input((None, 40, 2))
     options = networks.network_options(architecture, "tiny")
     logits = networks.network(architecture).build(magnitude, ("a", "b", "c"), 31.25, **options)
     assert tuple(logits.shape) == (None, None, 40, 2, 3)
     model = keras.Model(magnitude, logits)
-    out = model(np.random.default_rng(0).uniform(size=(2, frames, 40, 2)).astype(np.float32))
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(size=(2, frames, 40, 2)).astype(np.float32)
+    out = model(batch).numpy()
     assert out.shape == (2, frames, 40, 2, 3)
-    assert np.isfinite(out.numpy()).all()
+    assert np.isfinite(out).all()
+
+    other_item = batch.copy()
+    other_item[1] = rng.uniform(size=other_item[1].shape)
+    np.testing.assert_allclose(model(other_item).numpy()[0], out[0], atol=1e-6)
+
+    t, reach = frames // 2, networks.receptive_field(architecture, options)
+    one_frame = batch.copy()
+    one_frame[:, t] = rng.uniform(size=one_frame[:, t].shape)
+    changed = np.abs(model(one_frame).numpy() - out).max(axis=(2, 3, 4)) > 1e-6  # (items, frames)
+    reached = np.abs(np.arange(frames) - t) <= (frames if reach is None else reach)
+    np.testing.assert_array_equal(changed, [reached, reached])
 
 
 def test_unet_segments_are_independent_and_activations_are_chosen(rng=np.random.default_rng(2)):

@@ -19,11 +19,6 @@ from tfsep.separate import Separator
 RATE = 8000
 
 
-@pytest.fixture(scope="module")
-def separator(tiny_model):
-    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
-
-
 @pytest.fixture
 def song(tmp_path, rng):
     path = tmp_path / "song.wav"

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import SOURCES, constant_library
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_data import SOURCES, constant_library
 
 from tfsep import data
 from tfsep.layers import STFT, InverseSTFT

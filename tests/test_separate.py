@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
+from conftest import sdr, write_wav
 
 from tfsep import audio
 from tfsep.chunking import crossfade_chunks
@@ -16,20 +17,11 @@ from tfsep.separate import Separator
 RATE = 8000
 
 
-@pytest.fixture(scope="module")
-def separator(tiny_model):
-    return Separator(tiny_model, chunk_seconds=2.0, overlap_seconds=0.5)
-
-
 def tones(seconds=3.0, rate=RATE):
     """Four stereo sources with disjoint spectra (sines at 150, 600, 1500, 3000 Hz): (4, samples, 2)."""
     t = np.arange(int(seconds * rate)) / rate
     sources = [0.2 * np.sin(2 * np.pi * f * t + phase) for f, phase in ((150, 0), (600, 1), (1500, 2), (3000, 3))]
     return np.stack([np.stack([s, 0.7 * s], -1) for s in sources]).astype(np.float32)
-
-
-def sdr(reference, estimate):
-    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
 
 
 @pytest.mark.smoke
@@ -82,9 +74,8 @@ def test_chunks_separated_at_once_join_as_they_do_one_by_one(workers, batch, rng
 @pytest.mark.slow
 def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny_model, tmp_path, rng):
     pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
-    from tfsep.export import export_tflite
-
-    path = export_tflite(tiny_model, tmp_path / "tiny.tflite")
+    from tfsep import formats
+    path = formats.write("tflite", tiny_model, tmp_path / "tiny.tflite")
     litert = Separator.load(path, chunk_seconds=2.0, overlap_seconds=0.5)
     assert (litert.sources, litert.sample_rate, litert.plan.chunk) == (separator.sources, RATE, separator.plan.chunk)
     mixture = rng.uniform(-0.5, 0.5, (RATE * 5 + 123, 3)).astype(np.float32)  # chunks, a short last one, 3 channels
@@ -95,7 +86,7 @@ def test_a_tflite_export_separates_files_as_the_keras_model_does(separator, tiny
         Separator.load(path, wiener_iterations=1)
     with pytest.raises(ValueError, match="was exported without --consistent; export it again with it"):
         Separator.load(path, mixture_consistent=True)
-    stream = export_tflite(tiny_model, tmp_path / "stream.tflite", block_seconds=0.1)
+    stream = formats.write("tflite", tiny_model, tmp_path / "stream.tflite", block_seconds=0.1)
     with pytest.raises(ValueError, match="is the streaming form"):
         Separator.load(stream)
 
@@ -116,10 +107,10 @@ def test_consistent_stems_sum_to_the_mixture_through_crossfaded_chunks_at_any_ra
                                            ({"wiener_iterations": 1}, ".keras")])
 def test_the_shipped_model_separates_in_its_tflite_form_unless_asked_for_what_that_lacks(options, form):
     pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
-    from tfsep import pretrained
+    from tfsep import providers
 
-    assert pretrained.separation_model("band", **options).suffix == form
-    assert pretrained.separation_model(None, **options).suffix == form
+    assert providers.separation_model("band", **options).suffix == form
+    assert providers.separation_model(None, **options).suffix == form
 
 
 def test_channels_rates_and_the_residual(separator, rng):
@@ -151,11 +142,6 @@ def test_resampling_in_the_separator_is_time_aligned(separator):
         error = np.abs(streamed[source] - expected)[middle].max()
         shifted = np.abs(streamed[source][1:] - expected[:-1])[middle].max()  # one sample late
         assert error <= 0.01 * np.abs(expected).max() and error < shifted / 5, (source, error, shifted)
-
-
-def write_wav(path, signal, rate=RATE, subtype="PCM_16"):
-    soundfile.write(path, signal, rate, subtype=subtype)
-    return path
 
 
 def test_separate_file_writes_stems_at_the_input_rate_and_never_half_writes(separator, tmp_path, rng):
@@ -214,10 +200,9 @@ def test_summed_chunks_of_whole_segments_equal_the_whole_file_everywhere(framing
 @pytest.mark.slow
 def test_a_segmented_tflite_export_separates_through_its_chunk_signature(tmp_path, rng):
     pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
-    from tfsep.export import export_tflite
-
+    from tfsep import formats
     model = segmented_model("pad_end")
-    separator = Separator.load(export_tflite(model, tmp_path / "segmented.tflite"), chunk_seconds=0.5)
+    separator = Separator.load(formats.write("tflite", model, tmp_path / "segmented.tflite"), chunk_seconds=0.5)
     mixture = rng.uniform(-0.5, 0.5, (2 * RATE + 5, 2)).astype(np.float32)
     whole, chunked = model.predict(mixture[None], verbose=0), separator.separate(mixture, RATE)
     for source in model.sources:

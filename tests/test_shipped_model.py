@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import sdr
 
 import tfsep
 
@@ -19,7 +20,7 @@ SOURCES = ["vocals", "drums", "bass", "other"]
 
 
 @pytest.fixture(scope="module")
-def separator():
+def shipped():
     from tfsep.separate import Separator
 
     return Separator.load()
@@ -37,23 +38,19 @@ def test_separate_uses_the_shipped_model_from_any_folder(tmp_path):
         stem, stem_rate = soundfile.read(tmp_path / "stems" / "song" / f"{source}.wav", dtype="float32")
         reference = soundfile.read(EXAMPLE.parent / "stems" / f"{source}.flac", dtype="float32")[0]
         assert stem_rate == rate and stem.shape == mixture.shape
-        scores[source], baseline[source] = global_sdr(reference, stem), global_sdr(reference, mixture / 4)
+        scores[source], baseline[source] = sdr(reference, stem), sdr(reference, mixture / 4)
     # examples/README.md: 2.75 dB on average against 0.81 dB for doing nothing.
     assert np.mean(list(scores.values())) >= np.mean(list(baseline.values())) + 0.7, (scores, baseline)
     assert all(scores[source] >= baseline[source] - 0.5 for source in SOURCES), (scores, baseline)
     assert scores["drums"] >= baseline["drums"] + 2.0, (scores, baseline)
 
 
-def global_sdr(reference, estimate):
-    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
-
-
 @pytest.mark.slow
-def test_the_shipped_exports_describe_and_compute_the_same_model(separator):
+def test_the_shipped_exports_describe_and_compute_the_same_model(shipped):
     import tensorflow as tf
 
     description = json.loads((SHIPPED / "1" / "assets.extra" / "tfsep.json").read_text())
-    assert description["sources"] == list(separator.sources) == SOURCES and description["sample_rate"] == 44100
+    assert description["sources"] == list(shipped.sources) == SOURCES and description["sample_rate"] == 44100
     mixture = soundfile.read(EXAMPLE, dtype="float32", frames=44100)[0][None]
     expected = tfsep.load_model(SHIPPED / "model.keras").predict(mixture, verbose=0)
     served = tf.saved_model.load(str(SHIPPED / "1")).signatures["serving_default"](waveform=tf.constant(mixture))
@@ -82,12 +79,12 @@ def test_separating_with_the_shipped_model_runs_its_tflite_form_without_tensorfl
     assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == [f"{s}.wav" for s in sorted(SOURCES)]
 
 
-def test_the_tflite_form_separates_the_example_as_the_keras_form_does(separator):
+def test_the_tflite_form_separates_the_example_as_the_keras_form_does(shipped):
     from tfsep.separate import Separator
 
-    assert separator.model is None and separator.backend.workers == 2  # LiteRT, one interpreter per thread
+    assert shipped.model is None and shipped.backend.workers == 2  # LiteRT, one interpreter per thread
     mixture, rate = soundfile.read(EXAMPLE, dtype="float32")
-    on_device = separator.separate(mixture, rate)
+    on_device = shipped.separate(mixture, rate)
     keras_form = Separator.load(SHIPPED / "model.keras").separate(mixture, rate)
     for source in SOURCES:
         assert np.abs(on_device[source] - keras_form[source]).max() <= 1e-4

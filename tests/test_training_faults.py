@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
-from conftest import tiny_config
+from conftest import run_tfsep, tiny_config
 
 import tfsep
 from tfsep import config as configuration
@@ -26,10 +26,10 @@ from tfsep import train as training
 from tfsep.callbacks import RunBackup
 
 
-def run_cli(config, config_path, timeout=300):
+def run_cli(config, config_path):
+    """`tfsep train` of `config`, written to `config_path` first."""
     config_path.write_text(yaml.safe_dump(config))
-    return subprocess.run([sys.executable, "-m", "tfsep.cli", "train", "--config", str(config_path)],
-                           capture_output=True, text=True, timeout=timeout)
+    return run_tfsep("train", "--config", config_path)
 
 
 def train_command(rendered, tmp_path, epochs):
