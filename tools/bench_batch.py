@@ -10,17 +10,15 @@ of that length alone, to show that its memory is bounded by the chunk, not the f
 """
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import bench
 import numpy as np
 import soundfile
 
-ROOT = Path(__file__).resolve().parent.parent
-SONG = ROOT / "examples" / "song.flac"
+SONG = bench.TOOLS.parent / "examples" / "song.flac"
 
 
 def make_files(folder, count, seconds, seed=0):
@@ -37,17 +35,9 @@ def make_files(folder, count, seconds, seed=0):
     return sorted(folder.iterdir())
 
 
-def timed(command):
-    """(wall seconds, peak RSS in GiB) of `command` run in a fresh process (through a small wrapper that reports
-    its children's peak RSS)."""
-    wrapper = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", wrapper, *map(str, command)], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"{command[1]} failed: {result.stderr[-2000:]}")
-    return seconds, int(result.stdout.split()[-1]) / 2**20
+def timer(command, folder):
+    """A zero-argument callable: `bench.run_command` of `command` writing to a fresh folder in `folder` (`-o`)."""
+    return lambda: bench.run_command([*command, "-o", tempfile.mkdtemp(dir=folder)])
 
 
 def main():
@@ -64,23 +54,21 @@ def main():
         folder = Path(folder)
         inputs = make_files(folder / "in", args.files, args.seconds)
         audio_seconds = args.files * args.seconds
-        rows = {"tfsep separate": [], "tfsep batch": []}
-        for round_ in range(args.rounds):
-            out = folder / f"out{round_}"
-            rows["tfsep separate"].append(timed([tfsep, "separate", *inputs, "-o", out / "separate", "-q", *model]))
-            rows["tfsep batch"].append(timed([tfsep, "batch", folder / "in", "-o", out / "batch", *model]))
-        print(f"{args.files} files of {args.seconds:g} s (44.1 kHz stereo), {args.rounds} round(s), median\n")
-        print("| command | wall time | audio s per s | peak RSS |\n| --- | ---: | ---: | ---: |")
-        base = np.median([seconds for seconds, _ in rows["tfsep separate"]])
-        for name, runs in rows.items():
-            seconds, rss = np.median([s for s, _ in runs]), max(r for _, r in runs)
-            print(f"| `{name}` | {seconds:.1f} s ({base / seconds:.2f}×) | {audio_seconds / seconds:.1f} | "
-                  f"{rss:.2f} GiB |")
+        runs = bench.take_turns({"tfsep separate": timer([tfsep, "separate", *inputs, "-q", *model], folder),
+                                 "tfsep batch": timer([tfsep, "batch", folder / "in", *model], folder)},
+                                args.rounds, warm_up=False)
+        print(f"{bench.machine()}\n{args.files} files of {args.seconds:g} s (44.1 kHz stereo), {args.rounds} round(s) "
+              "taken in turn, median\n")
+        medians = bench.medians({name: [seconds for seconds, _ in results] for name, results in runs.items()})
+        base = medians["tfsep separate"]
+        print(bench.table(["command", "wall time", "audio s per s", "peak RSS"], [
+            [f"`{name}`", f"{seconds:.1f} s ({base / seconds:.2f}×)", f"{audio_seconds / seconds:.1f}",
+             f"{max(peak for _, peak in runs[name]) / 2**30:.2f} GiB"] for name, seconds in medians.items()]))
         if args.long_minutes:
             long = make_files(folder / "long", 1, 60 * args.long_minutes, seed=1)
-            seconds, rss = timed([tfsep, "batch", long[0], "-o", folder / "long-out", *model])
+            seconds, peak = bench.run_command([tfsep, "batch", long[0], "-o", folder / "long-out", *model])
             print(f"\none file of {args.long_minutes:g} min through `tfsep batch`: {seconds:.1f} s, peak RSS "
-                  f"{rss:.2f} GiB")
+                  f"{peak / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":

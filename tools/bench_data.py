@@ -10,20 +10,19 @@ and with soundfile.
 """
 
 import argparse
-import time
 
-import tensorflow as tf
+import bench
+from bench.separation import set_threads
 
 from tfsep import audio, data
 from tfsep.models import build_model
 
 
 def chunks_per_second(batches, batch_size, step):
-    step()  # warm-up: tracing, first prefetch
-    start = time.perf_counter()
-    for _ in range(batches):
-        step()
-    return batches * batch_size / (time.perf_counter() - start)
+    """Chunks per second of `batches` calls of `step`, each a batch of `batch_size`, after a warm-up call (tracing,
+    first prefetch)."""
+    step()
+    return batches * batch_size / bench.timed(lambda: [step() for _ in range(batches)])[1]
 
 
 def main():
@@ -35,22 +34,16 @@ def main():
     parser.add_argument("--architecture", default="bandconv")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_threads(args.threads)
     sources = ("vocals", "drums", "bass", "other")
     tracks = data.find_tracks(args.dataset, "train", sources)
     paths = [track.files[s] for track in tracks for s in sources]
 
-    decode_times = {}
-    for name, use_tensorflow_io in [("tensorflow-io", True), ("soundfile", False)]:
-        if use_tensorflow_io and audio.tensorflow_io() is None:
-            continue
-        runs = []
-        for _ in range(3):  # the first run also warms the page cache and traces tf.data
-            start = time.perf_counter()
-            data.decode_files(paths, 44100, tensorflow_io=use_tensorflow_io)
-            runs.append(time.perf_counter() - start)
-        decode_times[name] = min(runs[1:])
+    decoders = {"tensorflow-io": True, "soundfile": False} if audio.tensorflow_io() else {"soundfile": False}
+    decode = {name: lambda tfio=tfio: data.decode_files(paths, 44100, tensorflow_io=tfio)
+              for name, tfio in decoders.items()}
+    # the warm-up runs also fill the page cache and trace tf.data
+    decode_times = bench.take_turns({name: bench.stopwatch(run) for name, run in decode.items()}, 2)
     library = data.load_tracks(tracks, sources, 44100, progress=False)
     hours = sum(len(stems[sources[0]]) for stems in library) / 44100 / 3600
 
@@ -65,9 +58,9 @@ def main():
     training = chunks_per_second(max(3, args.batches // 5), args.batch_size,
                                  lambda: model.train_on_batch(mixture, stems))
 
-    print(f"{len(tracks)} tracks, {hours * 60:.1f} min of audio, {args.threads} threads, TensorFlow {tf.__version__}")
+    print(f"{bench.machine()}\n{len(tracks)} tracks, {hours * 60:.1f} min of audio, {args.threads} threads")
     for name, seconds in decode_times.items():
-        print(f"decoding {len(paths)} stem files with {name}: {seconds:.2f} s (best of 2 warm runs)")
+        print(f"decoding {len(paths)} stem files with {name}: {min(seconds):.2f} s (best of 2 warm runs)")
     print(f"pipeline ({args.seconds:g} s chunks, remix, gain, swap, silence skip): {pipeline:.1f} chunks/s")
     print(f"{args.architecture} train step at batch {args.batch_size}: {training:.2f} chunks/s")
     print(f"pipeline / training: {pipeline / training:.1f}x")

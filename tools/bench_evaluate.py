@@ -10,10 +10,11 @@ whatever the number of jobs.
 
 import argparse
 import json
+import sys
 import tempfile
-import time
 from pathlib import Path
 
+import bench
 import soundfile
 
 from tfsep import data
@@ -43,16 +44,15 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         crop_tracks(args.dataset, folder, args.tracks, args.seconds)
-        print(f"{args.tracks} tracks × {args.seconds:g} s, 4 stereo stems, oracle IRM, full report")
-        print("| museval processes | time | per track |\n| ---: | ---: | ---: |")
-        summaries = []
+        summaries, rows = [], []
         for jobs in args.jobs:
-            start = time.perf_counter()
-            report = evaluate(folder, "test", oracle="irm", report=folder / f"report{jobs}", jobs=jobs,
-                              progress=False)
-            elapsed = time.perf_counter() - start
+            report, elapsed = bench.timed(lambda: evaluate(folder, "test", oracle="irm", jobs=jobs, progress=False,
+                                                           report=folder / f"report{jobs}"))
             summaries.append(json.dumps(report["summary"], sort_keys=True))
-            print(f"| {jobs} | {elapsed:.1f} s | {elapsed / args.tracks:.2f} s |", flush=True)
+            rows.append([jobs, f"{elapsed:.1f} s", f"{elapsed / args.tracks:.2f} s"])
+            print(f"{jobs} museval processes: {elapsed:.1f} s", file=sys.stderr, flush=True)
+        print(f"{bench.machine()}\n{args.tracks} tracks × {args.seconds:g} s, 4 stereo stems, oracle IRM, full report")
+        print(bench.table(["museval processes", "time", "per track"], rows, text_columns=0))
         print(f"\nsame metrics for every job count: {len(set(summaries)) == 1}; "
               f"mean SDR {report['summary']['mean']['SDR']:.2f} dB")
 

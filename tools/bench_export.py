@@ -15,82 +15,15 @@ Times are medians over the rounds, after one warm-up separation each.
 """
 
 import argparse
-import multiprocessing
 import os
-import resource
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+import bench
+from bench.separation import form_run
+from bench.workers import in_child, process_worker, time_workers
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def _separator(kind, path, threads):
-    """A function float32 (1, samples, 2) -> dict of stems for export path `kind` at `path`; `separator` is
-    `tfsep.Separator.load(path).separate` with its default chunks, what `tfsep separate` runs (in LiteRT for a
-    `.tflite` path)."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    if kind == "separator":
-        from tfsep.separate import Separator
-
-        separator = Separator.load(path, threads=threads)
-        return lambda waveform: separator.separate(waveform[0], 44100)
-    if kind == "keras":
-        import tfsep
-
-        model = tfsep.load_model(path)
-        run = tf.function(model, input_signature=[tf.TensorSpec((None, None, 2), tf.float32)])
-        return lambda waveform: {k: v.numpy() for k, v in run(tf.constant(waveform)).items()}
-    if kind == "savedmodel":
-        serve = tf.saved_model.load(path).signatures["serving_default"]
-        return lambda waveform: {k: v.numpy() for k, v in serve(waveform=tf.constant(waveform)).items()}
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=threads)
-    runner = interpreter.get_signature_runner("serving_default")
-    return lambda waveform: runner(waveform=waveform)
-
-
-def _worker(kind, path, seconds, threads, connection):
-    """Warm up, then separate once per 'run' message, answering with the time; on 'stop', the peak RSS."""
-    separate = _separator(kind, path, threads)
-    mixture = np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(seconds * 44100), 2)).astype(np.float32)
-    separate(mixture)
-    connection.send("ready")
-    while connection.recv() == "run":
-        start = time.perf_counter()
-        separate(mixture)
-        connection.send(time.perf_counter() - start)
-    connection.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-
-
-class ProcessWorker:
-    """`_worker` for one export path, in a process spawned from `context`, behind a pipe."""
-
-    def __init__(self, context, kind, path, seconds, threads):
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker, args=(kind, path, seconds, threads, child))
-        self.process.start()
-
-    def ready(self):
-        return self.connection.recv() == "ready"
-
-    def run(self):
-        """One separation; returns its time in seconds."""
-        self.connection.send("run")
-        return self.connection.recv()
-
-    def stop(self):
-        """Ends the worker; returns its peak RSS in bytes."""
-        self.connection.send("stop")
-        peak = self.connection.recv()
-        self.process.join()
-        return peak
 
 
 def _size(path):
@@ -101,21 +34,21 @@ def _size(path):
 def export_all(model_path, folder, wiener_iterations=0):
     """{path name: exported file or folder} for every export path of the model at `model_path`."""
     import tfsep
-    from tfsep.export import export_savedmodel, export_tflite
+    from tfsep import formats
     from tfsep.models import reconfigure
 
     if model_path is None:
         model_path = Path(folder) / "bandconv-base.keras"
         tfsep.build_model("bandconv", size="base").save(model_path)
     model = tfsep.load_model(model_path)
-    paths = {"keras": str(model_path), "savedmodel": str(export_savedmodel(model, Path(folder) / "serving"))}
+    paths = {"keras": str(model_path), "savedmodel": str(formats.write("savedmodel", model, Path(folder) / "serving"))}
     if wiener_iterations:
         wiener_path = Path(folder) / f"wiener{wiener_iterations}.keras"
         reconfigure(model, wiener_iterations=wiener_iterations).save(wiener_path)
         paths[f"keras-wiener{wiener_iterations}"] = str(wiener_path)
     for quantize in ("none", "float16", "dynamic-int8"):
         name = "tflite-float32" if quantize == "none" else f"tflite-{quantize}"
-        paths[name] = str(export_tflite(model, Path(folder) / f"{name}.tflite", quantize=quantize))
+        paths[name] = str(formats.write("tflite", model, Path(folder) / f"{name}.tflite", quantize=quantize))
     return paths
 
 
@@ -128,33 +61,23 @@ def main():
     parser.add_argument("--wiener", type=int, default=0, help="also time Keras with N Wiener iterations (0: not)")
     args = parser.parse_args()
 
-    context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
-        exporter = context.Pool(1)  # export in a child, so that this process holds no TensorFlow
-        paths = exporter.apply(export_all, (args.model, folder, args.wiener))
-        exporter.close()
+        paths = in_child(export_all, args.model, folder, args.wiener)
         workers = {}
         for kind, path in paths.items():
-            runtime = "tflite" if kind.startswith("tflite") else "savedmodel" if kind == "savedmodel" else "keras"
-            workers[kind] = ProcessWorker(context, runtime, path, args.seconds, args.threads)
-        assert all(worker.ready() for worker in workers.values())
-        times = {kind: [] for kind in workers}
-        for _ in range(args.rounds):
-            for kind, worker in workers.items():
-                times[kind].append(worker.run())
-        peaks = {kind: worker.stop() for kind, worker in workers.items()}
+            form = "tflite" if kind.startswith("tflite") else "savedmodel" if kind == "savedmodel" else "keras"
+            workers[kind] = process_worker(form_run, form, path, args.seconds, args.threads)
+        times, peaks = time_workers(workers, args.rounds)
         sizes = {kind: _size(path) for kind, path in paths.items()}
 
-    fastest = min(np.median(t) for t in times.values())
-    print(f"{args.seconds:g} s of stereo 44.1 kHz, {args.threads} threads per path, median of {args.rounds} rounds "
-          f"run side by side; model: {args.model or 'bandconv base, random weights'}\n")
-    print("| path | file size | time | real-time factor | peak RSS | relative to fastest |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for kind in workers:
-        median = np.median(times[kind])
-        relative = "fastest" if median == fastest else f"{median / fastest:.2f}× slower"
-        print(f"| {kind} | {sizes[kind] / 2**20:.2f} MiB | {median:.2f} s | {args.seconds / median:.1f}× | "
-              f"{peaks[kind] / 2**30:.2f} GiB | {relative} |")
+    times = bench.medians(times)
+    fastest = min(times.values())
+    print(f"{bench.machine()}\n{args.seconds:g} s of stereo 44.1 kHz, {args.threads} threads per path, median of "
+          f"{args.rounds} rounds run side by side; model: {args.model or 'bandconv base, random weights'}\n")
+    rows = [[kind, f"{sizes[kind] / 2**20:.2f} MiB", f"{median:.2f} s", f"{args.seconds / median:.1f}×",
+             f"{peaks[kind] / 2**30:.2f} GiB", "fastest" if median == fastest else f"{median / fastest:.2f}× slower"]
+            for kind, median in times.items()]
+    print(bench.table(["path", "file size", "time", "real-time factor", "peak RSS", "relative to fastest"], rows))
 
 
 if __name__ == "__main__":

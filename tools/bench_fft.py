@@ -1,21 +1,23 @@
 """The FFT that the TFLite form needs: TensorFlow's RFFT, LiteRT's RFFT2D, and a Cooley–Tukey FFT of \
 two matrix products.
 
-    python tools/bench_fft.py [--frames 5170] [--n-fft 4096]
+    python tools/bench_fft.py [--frames 5170] [--n-fft 4096] [--rounds 5]
 
 5170 frames of 4096 samples are the forward STFT of 60 s of stereo at hop 1024; the
 inverse STFT of four stems costs four times as many. The matrix-product FFT, n_fft = N1·N2
 (64 × 64), is a DFT of length N1 over the strided samples, twiddle factors, and a DFT of
 length N2, each one matrix product with a constant (builtin FULLY_CONNECTED ops, which
 XNNPACK runs multi-threaded); its constants take 100 KB. Each form's largest difference
-from numpy's float64 FFT is printed with its time (median of 5 after a warm-up).
+from numpy's float64 FFT is printed with its time (median of 5 rounds, the forms taking turns
+after a warm-up each).
 """
 
 import argparse
 import os
-import time
 
+import bench
 import numpy as np
+from bench.fft import builtin_tflite, litert_runner, rfft_function
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -45,58 +47,41 @@ def rfft_matmul(frames, n_fft):
     return real, imag
 
 
-def median_time(run, rounds=5):
-    run()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def max_error(out, reference):
+    """The largest difference of {"real", "imag"} arrays from the complex `reference`."""
+    return max(np.abs(np.asarray(out["real"]) - reference.real).max(),
+               np.abs(np.asarray(out["imag"]) - reference.imag).max())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=5170)
     parser.add_argument("--n-fft", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
     n = args.n_fft
     x = np.random.default_rng(0).uniform(-1, 1, (args.frames, n)).astype(np.float32)
     reference = np.fft.rfft(x.astype(np.float64))
-
-    class Forms(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, n], tf.float32)])
-        def matmul(self, frames):
-            real, imag = rfft_matmul(frames, n)
-            return {"real": real, "imag": imag}
-
-        @tf.function(input_signature=[tf.TensorSpec([None, n], tf.float32)])
-        def native(self, frames):
-            spectrum = tf.signal.rfft(frames)
-            return {"real": tf.math.real(spectrum), "imag": tf.math.imag(spectrum)}
-
-    forms = Forms()
-    print(f"{args.frames} frames of {n} samples\n\n| form | threads | seconds | max error |\n"
-          "| --- | ---: | ---: | ---: |")
-    for name in ("native", "matmul"):
-        function = getattr(forms, name)
-        out = function(tf.constant(x))
-        error = max(np.abs(out["real"].numpy() - reference.real).max(),
-                    np.abs(out["imag"].numpy() - reference.imag).max())
-        label = "TensorFlow tf.signal.rfft" if name == "native" else "TensorFlow, matrix products"
-        print(f"| {label} | 2 | {median_time(lambda: function(tf.constant(x))):.3f} | {error:.1e} |")
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], forms)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = converter.convert()
+    matmul = tf.function(lambda frames: dict(zip(("real", "imag"), rfft_matmul(frames, n))),
+                         input_signature=[tf.TensorSpec([None, n], tf.float32, name="frames")])
+    forms = {"TensorFlow tf.signal.rfft": (rfft_function(n), "LiteRT RFFT2D"),
+             "TensorFlow, matrix products": (matmul, "LiteRT, matrix products")}
+    runs, errors = {}, {}
+    for label, (function, litert_label) in forms.items():
+        runs[label, 2] = lambda function=function: function(tf.constant(x))
+        errors[label, 2] = max_error(function(tf.constant(x)), reference)
+        flatbuffer = builtin_tflite(function)
         for threads in (1, 2, 4):
-            runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
-            out = runner(frames=x)
-            error = max(np.abs(out["real"] - reference.real).max(), np.abs(out["imag"] - reference.imag).max())
-            label = "LiteRT RFFT2D" if name == "native" else "LiteRT, matrix products"
-            print(f"| {label} | {threads} | {median_time(lambda: runner(frames=x)):.3f} | {error:.1e} |")
+            runner = litert_runner(flatbuffer, threads)
+            runs[litert_label, threads] = lambda runner=runner: runner(frames=x)
+            errors[litert_label, threads] = max_error(runner(frames=x), reference)
+    times = bench.median_seconds(runs, args.rounds)
+    print(f"{bench.machine()}\n{args.frames} frames of {n} samples, median of {args.rounds} rounds taken in turn\n")
+    print(bench.table(["form", "threads", "seconds", "max error"],
+                      [[label, threads, f"{seconds:.3f}", f"{errors[label, threads]:.1e}"]
+                       for (label, threads), seconds in times.items()]))
 
 
 if __name__ == "__main__":

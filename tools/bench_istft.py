@@ -11,9 +11,8 @@ reports their largest difference.
 """
 
 import argparse
-import statistics
-import time
 
+import bench
 import numpy as np
 import tensorflow as tf
 
@@ -33,19 +32,14 @@ def main():
     reference = tf.zeros((1, samples, 2))
     forms = {form: tf.function(InverseSTFT(n_fft, hop, inverse_fft=form)) for form in INVERSE_FFTS}
     outputs = {form: function([spectrum, reference]) for form, function in forms.items()}  # trace
-    times = {form: [] for form in forms}
-    for _ in range(args.runs):
-        for form, function in forms.items():
-            start = time.perf_counter()
-            function([spectrum, reference])
-            times[form].append(time.perf_counter() - start)
+    times = bench.median_seconds({form: lambda function=function: function([spectrum, reference])
+                                  for form, function in forms.items()}, args.runs, warm_up=False)
     difference = max(float(tf.reduce_max(tf.abs(output - outputs["signal"]))) for output in outputs.values())
-    baseline = statistics.median(times["signal"])
-    print(f"InverseSTFT of {args.sources} stereo stems of {args.seconds:g} s (n_fft {n_fft}, hop {hop}), "
-          f"median of {args.runs}, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
-    print("| inverse_fft | time | relative |\n| --- | ---: | ---: |")
-    for form, runs in times.items():
-        print(f"| `{form}` | {statistics.median(runs):.3f} s | {statistics.median(runs) / baseline:.2f}× |")
+    print(f"{bench.machine()}\nInverseSTFT of {args.sources} stereo stems of {args.seconds:g} s (n_fft {n_fft}, "
+          f"hop {hop}), median of {args.runs}, {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
+          "threads")
+    rows = [[f"`{form}`", f"{seconds:.3f} s", f"{seconds / times['signal']:.2f}×"] for form, seconds in times.items()]
+    print(bench.table(["inverse_fft", "time", "relative"], rows))
     print(f"\nmax |difference| from `signal` {difference:.1e}")
 
 

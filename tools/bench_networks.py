@@ -10,11 +10,10 @@ fastest. Weights are random: speed does not depend on them.
 """
 
 import argparse
-import statistics
-import time
 
-import numpy as np
+import bench
 import tensorflow as tf
+from bench.separation import noise, set_threads
 
 from tfsep import networks
 from tfsep.models import build_model
@@ -29,35 +28,24 @@ def main():
     parser.add_argument("--wiener", type=int, default=0)
     parser.add_argument("--architectures", nargs="+", default=sorted(networks.NETWORKS))
     args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_threads(args.threads)
 
-    mixture = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(args.seconds * 44100), 2)), tf.float32)
-    separators = {}
+    mixture = tf.constant(noise(args.seconds)[None])
+    params, runs = {}, {}
     for architecture in args.architectures:
         model = build_model(architecture, size=args.size, wiener_iterations=args.wiener)
         separate = tf.function(model).get_concrete_function(tf.TensorSpec((None, None, 2), tf.float32))
-        separate(mixture)  # warm-up
-        separators[architecture] = (model.count_params(), separate)
+        params[architecture], runs[architecture] = model.count_params(), lambda separate=separate: separate(mixture)
 
-    times = {architecture: [] for architecture in separators}
-    for _ in range(args.runs):
-        for architecture, (_, separate) in separators.items():
-            start = time.perf_counter()
-            separate(mixture)
-            times[architecture].append(time.perf_counter() - start)
-
-    medians = {architecture: statistics.median(runs) for architecture, runs in times.items()}
+    medians = bench.median_seconds(runs, args.runs)
     fastest = min(medians.values())
-    print(f"{args.seconds:g} s stereo 44.1 kHz, size {args.size}, Wiener {args.wiener}, "
-          f"{args.threads} threads, median of {args.runs} runs, TensorFlow {tf.__version__}")
-    print("| architecture | parameters | time | real-time factor | relative to fastest |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for architecture, median in sorted(medians.items(), key=lambda item: item[1]):
-        params = separators[architecture][0]
-        relative = "fastest" if median == fastest else f"{median / fastest:.2f}× slower"
-        print(f"| `{architecture}` | {params / 1e6:.2f} M | {median:.2f} s | "
-              f"{args.seconds / median:.1f}× | {relative} |")
+    print(f"{bench.machine()}\n{args.seconds:g} s stereo 44.1 kHz, size {args.size}, Wiener {args.wiener}, "
+          f"{args.threads} threads, median of {args.runs} runs")
+    rows = [[f"`{architecture}`", f"{params[architecture] / 1e6:.2f} M", f"{median:.2f} s",
+             f"{args.seconds / median:.1f}×", "fastest" if median == fastest else f"{median / fastest:.2f}× slower"]
+            for architecture, median in sorted(medians.items(), key=lambda item: item[1])]
+    print(bench.table(["architecture", "parameters", "time", "real-time factor", "relative to fastest"], rows))
+
 
 if __name__ == "__main__":
     main()

@@ -28,65 +28,37 @@ groups, chosen with `--systems`:
 """
 
 import argparse
-import multiprocessing
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-TOOLS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS))
-from bench_export import ProcessWorker  # noqa: E402
-from peers import openunmix_python, spleeter_python  # noqa: E402
-
-
-class _PeerWorker:
-    """A peer's `bench` command in its own environment, one line per message; the interface of
-    bench_export's `ProcessWorker`."""
-
-    def __init__(self, command):
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ready(self):
-        return self.process.stdout.readline().strip() == "ready"
-
-    def run(self):
-        self.process.stdin.write("run\n")
-        self.process.stdin.flush()
-        return float(self.process.stdout.readline())
-
-    def stop(self):
-        self.process.stdin.write("stop\n")
-        self.process.stdin.flush()
-        peak = int(self.process.stdout.readline())
-        self.process.wait()
-        return peak
+import bench
+from bench.separation import form_run
+from bench.workers import command_worker, in_child, process_worker, time_workers
+from peers import openunmix_python, spleeter_python
 
 
 def _openunmix(niter, seconds, threads):
-    return _PeerWorker([str(openunmix_python()), str(TOOLS / "openunmix_recipe.py"), "bench", "--niter", str(niter),
-                        "--seconds", str(seconds), "--threads", str(threads)])
+    return command_worker([openunmix_python(), bench.TOOLS / "openunmix_recipe.py", "bench", "--niter", niter,
+                           "--seconds", seconds, "--threads", threads])
 
 
 def _spleeter(checkpoint, graph, seconds, threads):
-    return _PeerWorker([str(spleeter_python()), str(TOOLS / "spleeter_recipe.py"), "bench", str(checkpoint),
-                        "2stems", "--seconds", str(seconds), "--threads", str(threads)] + ["--graph"] * graph)
+    return command_worker([spleeter_python(), bench.TOOLS / "spleeter_recipe.py", "bench", checkpoint, "2stems",
+                           "--seconds", seconds, "--threads", threads] + ["--graph"] * graph)
 
 
 def spleeter_forms(folder):
     """Spleeter's published 2stems checkpoint in `folder`/2stems, and tfsep's conversion of it as a .keras
     file, a SavedModel and a TFLite file: {form: path}."""
-    from tfsep import pretrained
-    from tfsep.export import export_savedmodel, export_tflite
+    from tfsep import formats, providers
     from tfsep.models import load_model
+    from tfsep.providers import spleeter
 
-    keras_path = pretrained.resolve("spleeter:2stems")
+    keras_path = providers.resolve("spleeter:2stems")
     model = load_model(keras_path)
-    return {"checkpoint": str(pretrained.spleeter_checkpoint(Path(folder) / "2stems")), "keras": str(keras_path),
-            "savedmodel": str(export_savedmodel(model, Path(folder) / "serving")),
-            "tflite": str(export_tflite(model, Path(folder) / "spleeter-2stems.tflite"))}
+    return {"checkpoint": str(spleeter.spleeter_checkpoint(Path(folder) / "2stems")), "keras": str(keras_path),
+            "savedmodel": str(formats.write("savedmodel", model, Path(folder) / "serving")),
+            "tflite": str(formats.write("tflite", model, Path(folder) / "spleeter-2stems.tflite"))}
 
 
 def spleeter_recreation(folder):
@@ -111,62 +83,50 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
-        maker = context.Pool(1)  # TensorFlow stays out of this process
         workers, groups = {}, {}  # {system: worker}, {system: its group}
+
+        def tfsep(form, path):
+            return process_worker(form_run, form, str(path), args.seconds, args.threads)
+
         if "default" in args.systems:
-            spleeter, spleeter_params = maker.apply(spleeter_recreation, (folder,))
+            spleeter, spleeter_params = in_child(spleeter_recreation, folder)
             tflite = next(args.model.glob("*.tflite"))
             workers.update({
                 "tfsep default, Separator.separate (default settings, as tfsep separate: the TFLite form)":
-                    ProcessWorker(context, "separator", str(tflite), args.seconds, args.threads),
-                "tfsep default, Keras form in Separator.separate (default chunks)": ProcessWorker(
-                    context, "separator", str(args.model / "model.keras"), args.seconds, args.threads),
-                "tfsep default, Keras, one whole-signal call": ProcessWorker(
-                    context, "keras", str(args.model / "model.keras"), args.seconds, args.threads),
-                "tfsep default, SavedModel": ProcessWorker(context, "savedmodel", str(args.model / "1"),
-                                                           args.seconds, args.threads),
-                "tfsep default, TFLite (LiteRT), one whole-signal call": ProcessWorker(
-                    context, "tflite", str(tflite), args.seconds, args.threads),
-                f"Spleeter 4stems U-Net, Keras re-creation ({spleeter_params / 1e6:.1f} M)":
-                    ProcessWorker(context, "keras", spleeter, args.seconds, args.threads),
+                    tfsep("separator", tflite),
+                "tfsep default, Keras form in Separator.separate (default chunks)":
+                    tfsep("separator", args.model / "model.keras"),
+                "tfsep default, Keras, one whole-signal call": tfsep("keras", args.model / "model.keras"),
+                "tfsep default, SavedModel": tfsep("savedmodel", args.model / "1"),
+                "tfsep default, TFLite (LiteRT), one whole-signal call": tfsep("tflite", tflite),
+                f"Spleeter 4stems U-Net, Keras re-creation ({spleeter_params / 1e6:.1f} M)": tfsep("keras", spleeter),
                 "Open-Unmix umxhq, soft masks (niter 0)": _openunmix(0, args.seconds, args.threads),
                 "Open-Unmix umxhq, Wiener (niter 1, its default)": _openunmix(1, args.seconds, args.threads),
             })
             groups.update(dict.fromkeys(workers, "default"))
         if "spleeter" in args.systems:
-            forms = maker.apply(spleeter_forms, (folder,))
+            forms = in_child(spleeter_forms, folder)
             for label, kind in (("Keras", "keras"), ("SavedModel", "savedmodel"), ("TFLite (LiteRT)", "tflite")):
-                workers[f"tfsep spleeter:2stems, {label}"] = ProcessWorker(context, kind, forms[kind], args.seconds,
-                                                                            args.threads)
-            workers["tfsep spleeter:2stems, Separator.separate (default chunks)"] = ProcessWorker(
-                context, "separator", forms["keras"], args.seconds, args.threads)
+                workers[f"tfsep spleeter:2stems, {label}"] = tfsep(kind, forms[kind])
+            workers["tfsep spleeter:2stems, Separator.separate (default chunks)"] = tfsep("separator", forms["keras"])
             workers["Spleeter 2.4.2 2stems, its graph built once"] = _spleeter(forms["checkpoint"], True,
                                                                              args.seconds, args.threads)
             workers["Spleeter 2.4.2 2stems, Separator.separate()"] = _spleeter(forms["checkpoint"], False,
                                                                              args.seconds, args.threads)
             groups.update({name: "spleeter" for name in workers if name not in groups})
-        maker.close()
-        assert all(worker.ready() for worker in workers.values())
-        times = {name: [] for name in workers}
-        for round_ in range(args.rounds):
-            for name, worker in workers.items():
-                times[name].append(worker.run())
-            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        peaks = {name: worker.stop() for name, worker in workers.items()}
+        times, peaks = time_workers(workers, args.rounds, progress=True)
 
-    medians = {name: float(np.median(t)) for name, t in times.items()}
+    medians = bench.medians(times)
     fastest_peer = {group: min(t for name, t in medians.items() if groups[name] == group and
                                not name.startswith("tfsep")) for group in set(groups.values())}
-    print(f"{args.seconds:g} s of stereo 44.1 kHz, {args.threads} threads each, median of {args.rounds} rounds run "
-          "side by side; random weights for the default group's peers, Spleeter's published 2stems weights for "
-          "the spleeter group\n")
-    print("| system | time | real-time factor | peak RSS | speed vs the fastest peer of its group |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, median in medians.items():
-        print(f"| {name} | {median:.2f} s | {args.seconds / median:.1f}× | {peaks[name] / 2**30:.2f} GiB | "
-              f"{fastest_peer[groups[name]] / median:.2f}× |")
+    print(f"{bench.machine()}\n{args.seconds:g} s of stereo 44.1 kHz, {args.threads} threads each, median of "
+          f"{args.rounds} rounds run side by side; random weights for the default group's peers, Spleeter's "
+          "published 2stems weights for the spleeter group\n")
+    rows = [[name, f"{median:.2f} s", f"{args.seconds / median:.1f}×", f"{peaks[name] / 2**30:.2f} GiB",
+             f"{fastest_peer[groups[name]] / median:.2f}×"] for name, median in medians.items()]
+    print(bench.table(["system", "time", "real-time factor", "peak RSS", "speed vs the fastest peer of its group"],
+                      rows))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ Without --model, a `bandconv` base model with random weights stands in (same gra
 """
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import bench
 import numpy as np
 import soundfile
 
@@ -28,15 +26,6 @@ def write_noise(path, minutes, rate=44100):
     with soundfile.SoundFile(path, "w", rate, 2, "FLOAT") as file:
         for _ in range(int(minutes * 6)):
             file.write(rng.uniform(-0.3, 0.3, (rate * 10, 2)).astype(np.float32))
-
-
-def run_separate(model, path, outdir, chunk):
-    """(seconds, peak RSS in GiB) of one `tfsep separate` process, run from a process with no other child."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", str(path), "--model", str(model), "-o",
-                    str(outdir), "--chunk", str(chunk), "--overwrite", "--quiet"], check=True)
-    elapsed = time.perf_counter() - start
-    return elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
 def agreement(model, seconds=60.0, chunk=10.0, overlap=2.0):
@@ -73,26 +62,24 @@ def main():
 
             model = folder / "bandconv.keras"
             build_model("bandconv").save(model)
-        print("| file | chunk | time | real-time factor | peak RSS |\n| --- | ---: | ---: | ---: | ---: |")
+        rows = []
         for minutes in sorted(args.minutes):
             path = folder / f"noise {minutes:g} min.wav"
             write_noise(path, minutes)
             for chunk in sorted(args.chunks):
-                # A fresh parent per case, so that RUSAGE_CHILDREN's maximum is this child's alone.
-                result = subprocess.run([sys.executable, __file__, "--one", str(model), str(path), str(chunk)],
-                                        capture_output=True, text=True, check=True)
-                elapsed, peak = map(float, result.stdout.split())
-                print(f"| {minutes:g} min | {chunk:g} s | {elapsed:.1f} s | {minutes * 60 / elapsed:.1f}× | "
-                      f"{peak:.2f} GiB |", flush=True)
+                elapsed, peak = bench.run_command([sys.executable, "-m", "tfsep.cli", "separate", path, "--model",
+                                                   model, "-o", folder / "out", "--chunk", chunk, "--overwrite",
+                                                   "--quiet"])
+                rows.append([f"{minutes:g} min", f"{chunk:g} s", f"{elapsed:.1f} s", f"{minutes * 60 / elapsed:.1f}×",
+                             f"{peak / 2**30:.2f} GiB"])
+                print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
             path.unlink()
         inside, overall, share = agreement(model)
+        print(f"{bench.machine()}\n")
+        print(bench.table(["file", "chunk", "time", "real-time factor", "peak RSS"], rows))
         print(f"\nchunked (10 s, 2 s overlap) vs whole, 60 s: max |difference| {inside:.2e} away from chunk borders "
               f"({share:.0%} of samples), {overall:.2e} overall")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--one":
-        with tempfile.TemporaryDirectory() as out:
-            print(*run_separate(sys.argv[2], sys.argv[3], out, sys.argv[4]))
-    else:
-        main()
+    main()

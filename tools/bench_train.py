@@ -19,23 +19,14 @@ its peak resident memory (VmHWM) is its own:
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent
-
-
-def peak_rss_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+import bench
 
 
 def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batches=None, overrides=()):
-    """{step_seconds, params, peak_rss_mib, micro_batches, gpu_peak_mib (None without a GPU)} of one
+    """{step_seconds, params, peak_rss (bytes), micro_batches, gpu_peak_mib (None without a GPU)} of one
     architecture's training step, in this process; `micro_batches` None takes the config's."""
     import numpy as np
     import tensorflow as tf
@@ -58,28 +49,17 @@ def measure_tfsep(config_path, architecture, batch, seconds, steps, micro_batche
     stems = {source: tf.constant(rng.normal(0, 0.1, (batch, samples, 2)), tf.float32) for source in sources}
     mixture = tf.add_n(list(stems.values()))
     targets = training.training_targets(stems, magnitudes)
-    times = []
-    for step in range(steps + 1):  # the first step traces the graph
-        start = time.perf_counter()
-        trainer.train_on_batch(mixture, targets)
-        if step:
-            times.append(time.perf_counter() - start)
+    step = {"step": lambda: trainer.train_on_batch(mixture, targets)}
+    seconds = bench.median_seconds(step, steps)["step"]  # the warm-up step traces the graph
     gpu = bool(tf.config.list_logical_devices("GPU"))
     gpu_peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None
-    return {"step_seconds": statistics.median(times), "params": model.count_params(), "peak_rss_mib": peak_rss_mib(),
-            "gpu_peak_mib": gpu_peak, "micro_batches": config.run.micro_batches, "tensorflow": tf.__version__}
-
-
-def run_json(command):
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {"step_seconds": seconds, "params": model.count_params(), "peak_rss": bench.peak_rss(),
+            "gpu_peak_mib": gpu_peak, "micro_batches": config.run.micro_batches}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(TOOLS.parent / "configs" / "band.yaml"))
+    parser.add_argument("--config", default=str(bench.TOOLS.parent / "configs" / "band.yaml"))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--steps", type=int, default=3)
@@ -100,24 +80,22 @@ def main():
     for architecture in args.architectures:
         for micro_batches in args.micro_batches or [None]:
             slices = ["--micro-batches", str(micro_batches)] if micro_batches else []
-            result = run_json([sys.executable, __file__, "--one", architecture, "--config", args.config]
-                              + shape + slices + (["--override", *args.override] if args.override else []))
+            result = bench.run_json([sys.executable, __file__, "--one", architecture, "--config", args.config]
+                                    + shape + slices + (["--override", *args.override] if args.override else []))
             count = result["micro_batches"]
             results[f"tfsep `{architecture}` (4 stems), {count} × {args.batch // count}"] = result
-    umx = run_json([str(openunmix_python()), str(TOOLS / "openunmix_train_step.py")] + shape)
+    umx = bench.run_json([openunmix_python(), bench.TOOLS / "openunmix_train_step.py"] + shape)
     results["Open-Unmix, one target"] = umx
     results["Open-Unmix, 4 targets (4 × one)"] = {**umx, "step_seconds": 4 * umx["step_seconds"],
                                                    "params": 4 * umx["params"]}
 
     reference = umx["step_seconds"] * 4
-    print(f"batch {args.batch} × {args.seconds:g} s stereo 44.1 kHz, median of {args.steps} steps after one "
-          f"warm-up, {Path(args.config).name}; TensorFlow {results[next(iter(results))]['tensorflow']}, "
-          f"torch {umx['torch']}")
-    print("| training step | parameters | s / step | peak RSS | Open-Unmix 4 targets ÷ this |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, result in results.items():
-        print(f"| {name} | {result['params'] / 1e6:.2f} M | {result['step_seconds']:.2f} | "
-              f"{result['peak_rss_mib'] / 1024:.2f} GiB | {reference / result['step_seconds']:.2f}× |")
+    print(f"{bench.machine()}, torch {umx['torch']}\nbatch {args.batch} × {args.seconds:g} s stereo 44.1 kHz, "
+          f"median of {args.steps} steps after one warm-up, {Path(args.config).name}")
+    rows = [[name, f"{result['params'] / 1e6:.2f} M", f"{result['step_seconds']:.2f}",
+             f"{result['peak_rss'] / 2**30:.2f} GiB", f"{reference / result['step_seconds']:.2f}×"]
+            for name, result in results.items()]
+    print(bench.table(["training step", "parameters", "s / step", "peak RSS", "Open-Unmix 4 targets ÷ this"], rows))
 
 
 if __name__ == "__main__":

@@ -26,29 +26,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+import bench
 import numpy as np
-
-TOOLS = Path(__file__).resolve().parent
+from bench.separation import noise, separate_run
 
 
 def training_step(architecture, batch, seconds, steps):
     """bench_train's measurement of one mixed-precision XLA training step, in a process of its own."""
-    from bench_train import run_json
-
-    return run_json([sys.executable, str(TOOLS / "bench_train.py"), "--one", architecture, "--batch", str(batch),
-                     "--seconds", str(seconds), "--steps", str(steps), "--override",
-                     "run.mixed_precision=mixed_float16", "run.jit_compile=true", "run.micro_batches=1"])
+    return bench.run_json([sys.executable, bench.TOOLS / "bench_train.py", "--one", architecture, "--batch", batch,
+                           "--seconds", seconds, "--steps", steps, "--override", "run.mixed_precision=mixed_float16",
+                           "run.jit_compile=true", "run.micro_batches=1"])
 
 
 def separation_seconds(seconds, rounds=5):
     """Median seconds of the shipped model's `Separator.separate` of `seconds` of stereo noise."""
-    from profile_separate import median_times
-
-    from tfsep.separate import Separator
-
-    separator = Separator.load()
-    mixture = np.random.default_rng(0).uniform(-0.3, 0.3, (int(seconds * 44100), 2)).astype(np.float32)
-    return median_times({"separate": lambda: separator.separate(mixture, 44100)}, rounds)["separate"]
+    return bench.median_seconds({"separate": separate_run(seconds=seconds, amplitude=0.3)}, rounds)["separate"]
 
 
 def stems_of(model_path, input_path):
@@ -68,7 +60,7 @@ def lstm_difference(folder):
 
     model_path, input_path, cpu_path = folder / "umx.keras", folder / "waveform.npy", folder / "cpu.npz"
     build_model("umx", size="base").save(model_path)
-    np.save(input_path, np.random.default_rng(1).uniform(-0.3, 0.3, (1, 6 * 44100, 2)).astype(np.float32))
+    np.save(input_path, noise(6, 0.3, seed=1)[None])
     on_device = stems_of(model_path, input_path)
     subprocess.run([sys.executable, __file__, "--stems-of", str(model_path), str(input_path), str(cpu_path)],
                    check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
@@ -105,12 +97,8 @@ def main():
         difference = lstm_difference(Path(folder))
     rows.append(("`umx` stems, cuDNN LSTM on the GPU against the CPU", f"largest difference {difference:.1e}", "–"))
 
-    print(f"{datetime.date.today()}, {name or 'no GPU: a dry run on the CPU, not GPU figures'}, "
-          f"TensorFlow {tf.__version__}\n")
-    print("| measurement | result | peak GPU memory |")
-    print("| --- | --- | ---: |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(f"{datetime.date.today()}, {name or 'no GPU: a dry run on the CPU, not GPU figures'}; {bench.machine()}\n")
+    print(bench.table(["measurement", "result", "peak GPU memory"], rows, text_columns=2))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # only use
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import torch  # noqa: E402
-from bench_protocol import serve  # noqa: E402
+from bench.workers import serve_lines  # noqa: E402
 from openunmix import data, model, transforms, utils  # noqa: E402
 
 SOURCES = ("vocals", "drums", "bass", "other")
@@ -190,7 +190,7 @@ def run_bench(args):
     mixture = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 2, int(args.seconds * RATE)))
                                .astype(np.float32))
     with torch.no_grad():
-        serve(lambda: separator(mixture))
+        serve_lines(lambda: separator(mixture))
 
 
 def main():

@@ -6,26 +6,27 @@ Run by `tools/bench_train.py` in the peer environment of `tools/peers.py`:
 
 One step trains one target model (Open-Unmix trains one model per source): STFT and
 magnitude of mixture and target (batch, channels, samples), the model, MSE on magnitudes,
-Adam with weight decay 1e-5. Prints one JSON line: step seconds (median), params, peak RSS.
+Adam with weight decay 1e-5. Prints one JSON line: step seconds (median), params, peak RSS in bytes.
 """
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import types
 
 sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # only used for file I/O
 
+import bench  # noqa: E402
 import torch  # noqa: E402
 from openunmix import model, transforms, utils  # noqa: E402
 
 
-def peak_rss_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def step(unmix, encoder, optimizer, mixture, target):
+    """One training step of `unmix` on (batch, channels, samples) `mixture` and `target`: MSE on magnitudes."""
+    optimizer.zero_grad()
+    loss = torch.nn.functional.mse_loss(unmix(encoder(mixture)), encoder(target))
+    loss.backward()
+    optimizer.step()
 
 
 def main():
@@ -49,19 +50,11 @@ def main():
     mixture = target + 0.1 * torch.randn(args.batch, 2, samples)
 
     unmix.train()
-    times = []
-    for step in range(args.steps + 1):  # the first step warms up
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(unmix(encoder(mixture)), encoder(target))
-        loss.backward()
-        optimizer.step()
-        if step:
-            times.append(time.perf_counter() - start)
+    steps = {"step": lambda: step(unmix, encoder, optimizer, mixture, target)}
     print(json.dumps({
-        "step_seconds": statistics.median(times),
+        "step_seconds": bench.median_seconds(steps, args.steps)["step"],  # after a warm-up step
         "params": sum(p.numel() for p in unmix.parameters() if p.requires_grad),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss": bench.peak_rss(),
         "torch": torch.__version__,
     }))
 

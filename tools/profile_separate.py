@@ -18,7 +18,7 @@ on the chunks:
   and writing the four float wav stems (`Separator.separate_file` minus `separate`);
 - for comparison, one call of the model on the whole signal, which no command makes.
 
-With `--litert`, a second table times the model's TFLite form (`export.convert_to_tflite` of
+With `--litert`, a second table times the model's TFLite form (`formats.tflite_writer.convert_to_tflite` of
 its builtin inverse-FFT form) in LiteRT on the same chunks. LiteRT runs whole files only, so
 each stage is the difference between two files that cut the model after consecutive
 stages, all taking the waveform (each file's time includes copying its output out); the
@@ -31,10 +31,12 @@ Medians over the rounds, after one warm-up each; all stages take turns within a 
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
+import bench
 import numpy as np
+from bench.fft import builtin_tflite, litert_runner, rfft_function
+from bench.separation import noise, set_threads
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -60,11 +62,8 @@ def stage_functions(model):
 def litert_runs(model, chunks, threads):
     """{stage: zero-argument callable} running `model`'s TFLite form cut after each stage, and its FFTs alone, in
     LiteRT on `chunks` (float32 (1, samples, channels) arrays)."""
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
-
     from tfsep._keras import keras
-    from tfsep.export import convert_to_tflite
+    from tfsep.formats.tflite_writer import convert_to_tflite
     from tfsep.framing import num_frames
     from tfsep.models import reconfigure
 
@@ -72,7 +71,7 @@ def litert_runs(model, chunks, threads):
     config = builtin.get_config()
 
     def runs(flatbuffer, inputs):
-        runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
+        runner = litert_runner(flatbuffer, threads)
         return lambda: [runner(**item) for item in inputs]
 
     waveforms = [{"waveform": chunk} for chunk in chunks]
@@ -85,12 +84,7 @@ def litert_runs(model, chunks, threads):
               for chunk in chunks]
     zeros = {count: np.zeros((count, config["n_fft"]), np.float32) for count in set(counts)}  # one per length
     frames = [{"frames": zeros[count]} for count in counts]
-    only_fft = tf.Module()
-    only_fft.run = tf.function(lambda frames: tf.math.real(tf.signal.rfft(frames)),
-                               input_signature=[tf.TensorSpec((None, config["n_fft"]), tf.float32, name="frames")])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([only_fft.run.get_concrete_function()], only_fft)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    result["rfft2d"] = runs(converter.convert(), frames)
+    result["rfft2d"] = runs(builtin_tflite(rfft_function(config["n_fft"], parts=("real",))), frames)
     return result
 
 
@@ -110,30 +104,15 @@ def separated_chunks(separator, mixture):
     return chunks
 
 
-def median_times(runs, rounds):
-    """{name: median seconds} of each zero-argument callable in `runs`, taking turns, after one warm-up."""
-    for run in runs.values():
-        run()
-    times = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
-
-
 def print_table(rows, total, share):
     """A markdown table of (stage, seconds) rows, each also as a percentage of `total` seconds in column `share`."""
-    print(f"| stage | seconds | {share} |")
-    print("| --- | ---: | ---: |")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.3f} | {100 * seconds / total:.0f} % |")
+    print(bench.table(["stage", "seconds", share],
+                      [[name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %"] for name, seconds in rows]))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="a .keras model (default: the shipped one)")
+    parser.add_argument("--model", help="a .keras model (default: the shipped one, in its Keras form)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -143,13 +122,13 @@ def main():
     import soundfile
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    set_threads(args.threads)
+    from tfsep import providers
     from tfsep.separate import Separator
 
-    separator = Separator.load(args.model)
+    separator = Separator.load(providers.resolve(args.model))  # the Keras form, whose layers the stages are
     model, rate = separator.model, separator.sample_rate
-    mixture = np.random.default_rng(0).uniform(-0.3, 0.3, (int(args.seconds * rate), 2)).astype(np.float32)
+    mixture = noise(args.seconds, 0.3, rate=rate)
     chunks = [tf.constant(chunk) for chunk in separated_chunks(separator, mixture)]
     stft, network, masks, istft = stage_functions(model)
     spectra = [stft(chunk) for chunk in chunks]
@@ -159,8 +138,7 @@ def main():
     batch = tf.constant(mixture[None])
     folder = Path(tempfile.mkdtemp())
     song = folder / "song.wav"
-    soundfile.write(song, np.random.default_rng(1).uniform(-0.3, 0.3, (int(args.seconds * 48000), 2)), 48000,
-                    subtype="PCM_16")
+    soundfile.write(song, noise(args.seconds, 0.3, seed=1, rate=48000), 48000, subtype="PCM_16")
     at_48k = soundfile.read(song, dtype="float32")[0]
     runs = {
         "stft": lambda: [stft(chunk) for chunk in chunks],
@@ -173,7 +151,7 @@ def main():
         "separate_file, 48 kHz wav": lambda: separator.separate_file(song, folder / "out", overwrite=True),
         "whole call": lambda: whole(batch),
     }
-    times = median_times(runs, args.rounds)
+    times = bench.median_seconds(runs, args.rounds)
     graph = sum(times[name] for name in ("stft", "network", "masks", "istft"))
     twice = 1 - len(mixture) / sum(chunk.shape[1] for chunk in chunks)
     rows = [
@@ -190,12 +168,12 @@ def main():
         ("tfsep separate's path, 48 kHz wav", times["separate_file, 48 kHz wav"]),
         ("for comparison: one whole-signal call", times["whole call"]),
     ]
-    print(f"{args.seconds:g} s stereo, {args.threads} threads, medians of {args.rounds} rounds, "
+    print(f"{bench.machine()}\n{args.seconds:g} s stereo, {args.threads} threads, medians of {args.rounds} rounds, "
           f"{model.get_config()['architecture']} {model.get_config()['size']}\n")
     print_table(rows, times["separate_file, 48 kHz wav"], "share of the path")
     if args.litert:
-        lite = median_times({**litert_runs(model, [chunk.numpy() for chunk in chunks], args.threads),
-                             "keras": runs["chunk calls"]}, args.rounds)
+        lite = bench.median_seconds({**litert_runs(model, [chunk.numpy() for chunk in chunks], args.threads),
+                                     "keras": runs["chunk calls"]}, args.rounds)
         rows = [("STFT", lite["stft"]), ("network (|X|, crop, mask network)", lite["network"] - lite["stft"]),
                 ("masks (extension, M ⊙ X, Wiener)", lite["masks"] - lite["network"]),
                 ("inverse STFT of every stem", lite["istft"] - lite["masks"]),

@@ -10,19 +10,15 @@ second, so the whole time is the fixed cost.
 """
 
 import argparse
-import json
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+import bench
 import soundfile
+from bench.separation import noise
 
-ROOT = Path(__file__).resolve().parents[1]
-KERAS_FORM = ROOT / "saved_models" / "band" / "model.keras"
+KERAS_FORM = bench.TOOLS.parent / "saved_models" / "band" / "model.keras"
 PATHS = {"default (TFLite form, LiteRT)": [], "Keras form": ["--model", str(KERAS_FORM)]}
 
 STAGES = r"""
@@ -33,9 +29,9 @@ def mark(name):
     marks.append((name, time.perf_counter()))
 form = sys.argv[1]
 import soundfile, soxr
-from tfsep import formats, pretrained
+from tfsep import formats, providers
 mark("import numpy, soundfile, soxr, tfsep")
-path = pretrained.separation_model() if form == "tflite" else pretrained.resolve()
+path = providers.separation_model() if form == "tflite" else providers.resolve()
 if form == "keras":
     import tensorflow as tf
     mark("import TensorFlow and Keras")
@@ -49,7 +45,7 @@ if form == "keras":
     backend._run.get_concrete_function()
     mark("trace the tf.function")
 else:
-    backend = formats.backend(path)
+    backend = formats.open(path)
     mark("open 2 LiteRT interpreters (and run each once)")
 chunk = np.zeros((1, 44100, 2), np.float32)
 backend(chunk)
@@ -61,10 +57,9 @@ print(json.dumps([(name, b - a) for (_, a), (name, b) in zip(marks, marks[1:])])
 
 
 def command_seconds(arguments, wav, folder):
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tfsep.cli", "separate", str(wav), "-o", str(folder), "-q",
-                    "--overwrite", *arguments], check=True)
-    return time.perf_counter() - start
+    """Wall seconds of `tfsep separate` of `wav` into `folder` with `arguments`, in a fresh process."""
+    return bench.run_command([sys.executable, "-m", "tfsep.cli", "separate", wav, "-o", folder, "-q", "--overwrite",
+                              *arguments])[0]
 
 
 def main():
@@ -73,22 +68,19 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         wav = Path(scratch) / "one.wav"
-        noise = np.random.default_rng(0).uniform(-0.3, 0.3, (44100, 2)).astype(np.float32)
-        soundfile.write(wav, noise, 44100, subtype="PCM_16")
-        times = {name: [] for name in PATHS}
-        for _ in range(args.rounds):
-            for name, arguments in PATHS.items():
-                times[name].append(command_seconds(arguments, wav, Path(scratch) / "out"))
-        print(f"`tfsep separate` of a 1 s stereo file, median of {args.rounds} fresh processes taken in turn:\n")
-        print("| model | wall time | rounds |\n| --- | ---: | --- |")
-        for name, values in times.items():
-            print(f"| {name} | {statistics.median(values):.2f} s | {', '.join(f'{v:.2f}' for v in values)} |")
+        soundfile.write(wav, noise(1, 0.3), 44100, subtype="PCM_16")
+        out = Path(scratch) / "out"
+        times = bench.take_turns({name: lambda arguments=arguments: command_seconds(arguments, wav, out)
+                                  for name, arguments in PATHS.items()}, args.rounds, warm_up=False)
+        medians = bench.medians(times)
+        print(f"{bench.machine()}\n`tfsep separate` of a 1 s stereo file, median of {args.rounds} fresh processes "
+              "taken in turn:\n")
+        print(bench.table(["model", "wall time", "rounds"], [
+            [name, f"{medians[name]:.2f} s", ", ".join(f"{v:.2f}" for v in values)] for name, values in times.items()]))
         for form in ("keras", "tflite"):
-            result = subprocess.run([sys.executable, "-c", STAGES, form], capture_output=True, text=True, check=True)
-            stages = json.loads(result.stdout.strip().splitlines()[-1])
-            print(f"\nStages of the {form} path, one process:\n\n| stage | seconds |\n| --- | ---: |")
-            for name, seconds in stages:
-                print(f"| {name} | {seconds:.2f} |")
+            stages = bench.run_json([sys.executable, "-c", STAGES, form])
+            print(f"\nStages of the {form} path, one process:\n")
+            print(bench.table(["stage", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in stages]))
 
 
 if __name__ == "__main__":

@@ -113,32 +113,28 @@ def run_write_checkpoint(args):
 
 
 def run_bench(args):
-    from bench_protocol import serve
+    from bench.workers import serve_lines
 
     separate = make_separator(args.checkpoint, args.config, args.graph)
     mixture = np.random.default_rng(0).uniform(-0.5, 0.5, (int(args.seconds * 44100), 2)).astype(np.float32)
-    serve(lambda: separate(mixture))
+    serve_lines(lambda: separate(mixture))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    separate = commands.add_parser("separate")
-    separate.add_argument("checkpoint")
-    separate.add_argument("config")
+    separate, write, bench = (commands.add_parser(name) for name in ("separate", "write-checkpoint", "bench"))
+    for command in (separate, bench):
+        command.add_argument("checkpoint")
+        command.add_argument("config")
+        command.add_argument("--graph", action="store_true", help="Spleeter's graph, built once (default: separate())")
     separate.add_argument("input")
     separate.add_argument("output")
-    write = commands.add_parser("write-checkpoint")
     write.add_argument("config")
     write.add_argument("output")
     write.add_argument("--seed", type=int, default=0)
-    bench = commands.add_parser("bench")
-    bench.add_argument("checkpoint")
-    bench.add_argument("config")
     bench.add_argument("--seconds", type=float, default=60.0)
     bench.add_argument("--threads", type=int, default=2)
-    for command in (separate, bench):
-        command.add_argument("--graph", action="store_true", help="Spleeter's graph, built once (default: separate())")
     args = parser.parse_args()
     if args.command == "bench":
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
