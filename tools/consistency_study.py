@@ -78,10 +78,10 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     args = parser.parse_args()
 
-    from tfsep import pretrained
+    from tfsep import providers
     from tfsep.models import load_model
 
-    model = load_model(pretrained.resolve(args.model))
+    model = load_model(providers.resolve(args.model))
     rows = {}
     for variant in args.variants:
         rows[variant] = score(args, model, variant)

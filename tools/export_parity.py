@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsep import data, metrics, pretrained
+from tfsep import data, formats, metrics, providers
 from tfsep.evaluate import evaluate
-from tfsep.export import export_tflite
 from tfsep.models import load_model
 from tfsep.separate import Separator
 
@@ -49,14 +48,14 @@ def main():
     parser.add_argument("--remainder", help="a source that is the mixture minus the others (tfsep evaluate)")
     args = parser.parse_args()
 
-    args.model = pretrained.resolve(args.model)
+    args.model = providers.resolve(args.model)
     model = load_model(args.model)
     reports = {}
     with tempfile.TemporaryDirectory() as folder:
         candidates = {"keras": args.model}
         for quantize in ("none", "float16", "dynamic-int8"):
             name = "tflite float32" if quantize == "none" else f"tflite {quantize}"
-            candidates[name] = export_tflite(model, Path(folder) / f"{quantize}.tflite", quantize=quantize)
+            candidates[name] = formats.write("tflite", model, Path(folder) / f"{quantize}.tflite", quantize=quantize)
         for name, path in candidates.items():
             reports[name] = evaluate(args.dataset, args.subset, model=str(path), max_tracks=args.max_tracks,
                                      progress=False, remainder=args.remainder)["summary"]

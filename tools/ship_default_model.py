@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 import tfsep
+from tfsep import formats
 from tfsep.evaluate import evaluate, markdown_table
-from tfsep.export import export_savedmodel, export_tflite
 from tfsep.train import best_model
 
 
@@ -41,8 +41,8 @@ def main():
     model = tfsep.load_model(finished) if finished.is_file() else best_model(args.run)
     args.out.mkdir(parents=True, exist_ok=True)
     model.save(args.out / "model.keras")
-    export_savedmodel(model, args.out, version=1)
-    export_tflite(model, args.out / "band.tflite")
+    formats.write("savedmodel", model, args.out, version=1)
+    formats.write("tflite", model, args.out / "band.tflite")
     for path in targets[:3]:
         size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         print(f"{path}: {size / 2**20:.2f} MiB")
