@@ -38,14 +38,13 @@ def test_litert_refuses_bad_input_to_both_forms_and_then_runs_good_input_unchang
                                                                                  tmp_path_factory):
     """LiteRT's kernels refuse each bad input in their own words (a device app checks shapes first, as
     `Separator` does), and the interpreter is not left broken."""
-    from tfsep.export import export_tflite
-
+    from tfsep import formats
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (not on Intel Macs)")
     folder = tmp_path_factory.getbasetemp() / "bad-input-forms"
     path = folder / f"{form}.tflite"
     if not path.exists():
         folder.mkdir(exist_ok=True)
-        export_tflite(tiny_model, path, block_seconds=0.1 if form == "stream" else None)
+        formats.write("tflite", tiny_model, path, block_seconds=0.1 if form == "stream" else None)
     runner = litert.Interpreter(model_path=str(path)).get_signature_runner("serving_default")
     before = runner(**GOOD[form])
     with pytest.raises((ValueError, RuntimeError), match=message):
