@@ -175,7 +175,6 @@ EXPORT_OPTIONS = {"quantize": "--quantize", "block_seconds": "--stream-block", "
 def run_export(args):
     from tfsep.models import load_model
 
-
     given = {option: getattr(args, flag[2:].replace("-", "_")) for option, flag in EXPORT_OPTIONS.items()}
     given = {option: value for option, value in given.items() if value is not None}
     for option in sorted(given.keys() - set(formats.writer_options(args.format))):
@@ -184,7 +183,7 @@ def run_export(args):
     source = providers.resolve(args.model)
     if args.output.exists() and args.output.resolve() == Path(source).resolve():
         raise ValueError(f"{args.output}: is the model being exported; choose another --output")
-    if args.format != "savedmodel" and args.output.exists() and not args.overwrite:  # version folders: never
+    if args.format != "savedmodel" and args.output.exists() and not args.overwrite:  # (a version folder: refused)
         raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
     target = formats.write(args.format, load_model(source), args.output, **given)
     print(f"exported {args.model} to {target} ({_export_summary(args.format, target, given)})")
@@ -435,8 +434,6 @@ def _main(argv):
     _show_notices()
     try:
         if args.command == "separate":  # the model file it runs, found once and before TensorFlow loads
-
-
             args.model_file = providers.separation_model(args.model, **separation_options(args))
         if _needs_tensorflow(args):
             quiet.import_tensorflow()

@@ -23,6 +23,7 @@ these three functions and one entry in `FORMATS`.
 
 import functools
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def write(form, model, path, **options):
 
 def writer_options(form):
     """The keyword options that the form's `write` takes."""
-    import inspect
-
     parameters = inspect.signature(module(form).write).parameters.values()
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
 
