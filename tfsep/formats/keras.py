@@ -14,12 +14,18 @@ def describe(path):
     from tfsep.models import describe_config
 
     files.check_regular_file(path, missing="no such model file")
+    not_ours = f"{path}: not a .keras model file with a tfsep model's config"
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))["config"]
-        return describe_config(config)
     except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError):
-        raise ValueError(f"{path}: not a .keras model file with a tfsep model's config") from None
+        raise ValueError(not_ours) from None
+    try:
+        return describe_config(config)
+    except ValueError as error:  # an option out of its range, or unknown: the message names it
+        raise ValueError(f"{path}: {error}") from None
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError(not_ours) from None
 
 
 def open(path, description, threads, options):  # noqa: A001 (the formats interface)
