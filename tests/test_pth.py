@@ -1,8 +1,8 @@
 """providers.pth reads PyTorch state dicts without torch and refuses every pickled global a state dict does not need.
 
 The files of real torch come from the Open-Unmix peer environment (`python tools/peers.py openunmix` makes
-`.venv-openunmix`); without it those tests fail under CI and are skipped elsewhere. The hostile and broken
-files are written here by hand, with no torch.
+`.venv-openunmix`, as CI does before the slow tests); those tests are slow, and without it they fail under CI
+and are skipped elsewhere. The hostile and broken files are written here by hand, with no torch.
 """
 
 import io
@@ -77,6 +77,7 @@ def assert_same_state(ours, reference):
         assert ours[name].flags.c_contiguous and ours[name].flags.writeable, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["mixed", "mixed_legacy", "umx", "umx_legacy"])
 def test_a_state_dict_saved_by_torch_reads_exactly(torch_files, stem):
     reference = dict(np.load(torch_files / f"{stem.removesuffix('_legacy')}.npz"))
@@ -86,6 +87,7 @@ def test_a_state_dict_saved_by_torch_reads_exactly(torch_files, stem):
         assert state["fc1.weight"].shape == (16, 2 * 1487) and state["bn1.num_batches_tracked"].dtype == np.int64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["mixed", "mixed_legacy"])
 def test_a_torch_file_cut_in_half_is_truncated(torch_files, stem, tmp_path):
     whole = (torch_files / f"{stem}.pth").read_bytes()
