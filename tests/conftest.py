@@ -5,8 +5,12 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import hashlib  # noqa: E402
+import http.server  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -172,6 +176,72 @@ def spleeter_2stems_checkpoint(tmp_path_factory):
     """A random 2-instrument checkpoint in Spleeter's layout, in a folder named `2stems`: (folder, variables)."""
     folder = tmp_path_factory.mktemp("spleeter") / "2stems"
     return folder, write_spleeter_checkpoint(folder, ["vocals", "accompaniment"])
+
+
+HTML = b"<!DOCTYPE html>\n<html><body>Not Found</body></html>\n"
+
+
+class LoopbackHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the server's folder; a path in the server's `truncated` set, or a file's under `/truncated/`, as its
+    first half with its full Content-Length; `/status/CODE` an error, `/page` an HTML page with status 200, `/slow`
+    nothing for 2 s."""
+
+    def do_GET(self):
+        if self.path.startswith("/truncated/") or self.path in self.server.truncated:
+            body = (self.server.folder / self.path.removeprefix("/truncated/").lstrip("/")).read_bytes()
+            self._send(body[: len(body) // 2], length=len(body))
+        elif self.path.startswith("/status/"):
+            self.send_error(int(self.path.removeprefix("/status/")))
+        elif self.path == "/page":
+            self._send(HTML, content_type="text/html; charset=utf-8")
+        elif self.path == "/slow":
+            time.sleep(2.0)
+        else:
+            super().do_GET()
+
+    def _send(self, body, length=None, content_type="application/octet-stream"):
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up (the timeout test)
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    """A loopback HTTP server in a thread (stop it with `.shutdown()`), serving the new folder `.folder` at
+    `.mirror`, an address for TFSEP_MIRROR; it cuts short the paths added to `.truncated`."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = LoopbackServer(("127.0.0.1", 0), lambda *args: LoopbackHandler(*args, directory=str(folder)))
+    server.folder, server.truncated = folder, set()
+    server.mirror = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def served(loopback):
+    """(folder, mirror): the folder that `loopback` serves, and its address."""
+    return loopback.folder, loopback.mirror
+
+
+def publish(folder, path, body):
+    """Put `body` at `path` under the served folder; its SHA-256."""
+    (folder / path).parent.mkdir(parents=True, exist_ok=True)
+    (folder / path).write_bytes(body)
+    return hashlib.sha256(body).hexdigest()
 
 
 def synthetic_song(seconds, rate=44100, seed=0):

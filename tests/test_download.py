@@ -1,80 +1,21 @@
 """tfsep.providers.download against a loopback HTTP server: mirrors, verification, and failures that leave nothing."""
 
 import hashlib
-import http.server
 import json
 import os
-import threading
-import time
 
 import pytest
+from conftest import HTML, LoopbackHandler, LoopbackServer, publish
 
 from tfsep.providers import PretrainedError, download
 from tfsep.providers.download import DownloadError, checksums, fetch, publisher_url, sha256_prefix_of
 
 ZENODO = "https://zenodo.org/records/3370489/files"
 RELEASES = "https://github.com/deezer/spleeter/releases/download/v1.4.0"
-HTML = b"<!DOCTYPE html>\n<html><body>Not Found</body></html>\n"
-
-
-class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the server's folder, and under `/truncated/` a file's first half with its full Content-Length,
-    `/status/CODE` an error, `/page` an HTML page with status 200, `/slow` nothing for 2 s."""
-
-    def do_GET(self):
-        if self.path.startswith("/truncated/"):
-            body = (self.server.folder / self.path.removeprefix("/truncated/")).read_bytes()
-            self._send(body[: len(body) // 2], length=len(body))
-        elif self.path.startswith("/status/"):
-            self.send_error(int(self.path.removeprefix("/status/")))
-        elif self.path == "/page":
-            self._send(HTML, content_type="text/html; charset=utf-8")
-        elif self.path == "/slow":
-            time.sleep(2.0)
-        else:
-            super().do_GET()
-
-    def _send(self, body, length=None, content_type="application/octet-stream"):
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class Server(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        pass  # a client that gave up (the timeout test)
-
-
-@pytest.fixture
-def served(tmp_path):
-    """(folder, mirror): a folder that a loopback server in a thread serves, and its address."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    server = Server(("127.0.0.1", 0), lambda *args: Handler(*args, directory=str(folder)))
-    server.folder = folder
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFSEP_HOME", str(tmp_path / "home"))
     return tmp_path / "home" / "downloads"
-
-
-def publish(folder, path, body):
-    """Put `body` at `path` under the served folder; its SHA-256."""
-    (folder / path).parent.mkdir(parents=True, exist_ok=True)
-    (folder / path).write_bytes(body)
-    return hashlib.sha256(body).hexdigest()
 
 
 def weights(folder):
@@ -201,7 +142,7 @@ def test_an_html_page_with_status_200_is_refused(served, cache, monkeypatch, pat
 
 def test_a_stopped_server_says_where_to_put_the_file(served, cache, monkeypatch):
     _, mirror = served
-    server = Server(("127.0.0.1", 0), Handler)
+    server = LoopbackServer(("127.0.0.1", 0), LoopbackHandler)
     stopped = f"http://127.0.0.1:{server.server_address[1]}"
     server.server_close()  # nothing listens there now: connection refused
     monkeypatch.setenv("TFSEP_MIRROR", stopped)

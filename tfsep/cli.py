@@ -57,7 +57,7 @@ def separation_options(args):
 def _needs_tensorflow(args):
     """Whether the command runs TensorFlow: all but render-dataset, and separate with a LiteRT model (as the
     shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
-    if args.command == "render-dataset":
+    if args.command in ("render-dataset", "models"):
         return False
     return args.command != "separate" or formats.format_of(args.model_file) != "tflite"
 
@@ -165,6 +165,19 @@ def run_convert(args):
     return 0
 
 
+def run_models(args):
+    rows = [("name", "sources", "download", "licence", "published SDR, MUSDB18 (dB)", "cached")]
+    for name, card, cached in providers.catalog():
+        download = "shipped" if card.download_mb is None else f"{card.download_mb:g} MB"
+        rows.append((name, ", ".join(card.sources), download, card.licence, card.scores, "yes" if cached else "no"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"cached: converted already, in {providers.home() / 'models'}; the others are fetched, verified and "
+          "converted the first time --model names them (download sizes are approximate)")
+    return 0
+
+
 # `tfsep export`'s options of the forms' writers (`formats.writer_options`): {write option: command-line flag}
 EXPORT_OPTIONS = {"quantize": "--quantize", "block_seconds": "--stream-block", "context_seconds": "--stream-context",
                   "version": "--version", "chunk_seconds": "--chunk", "max_seconds": "--max-seconds",
@@ -201,7 +214,8 @@ def _export_summary(form, target, given):
 
 GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
 MODEL_HELP = ("a .keras model, a whole-clip .tflite file, a SavedModel version folder from tfsep export, or a name: "
-              "band (the shipped model, the default) or spleeter:2stems (fetched and converted on first use)")
+              "band (the shipped model, the default), or spleeter:2stems, spleeter:4stems, ... (fetched and "
+              "converted on first use; tfsep models lists them all)")
 
 
 def _separation_options(command):
@@ -350,6 +364,10 @@ def build_parser():
                          "...-16kHz) or its JSON file (default: from the folder's name, else its U-Net count)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
     convert.set_defaults(run=run_convert)
+
+    models = commands.add_parser(
+        "models", help="list the names --model takes: sources, download, licence, published scores, cached")
+    models.set_defaults(run=run_models)
 
     train = commands.add_parser(
         "train", help="train a model with model.fit from a YAML config",

@@ -10,7 +10,8 @@ a path and stays one (write `./band` for a file of that name).
 
 A provider is a module here that offers:
 
-- `NAMES`: {name: what it is}, the models it fetches;
+- `NAMES`: {name: Card}, the models it fetches, with what `tfsep models` lists about each
+  (`catalog`);
 - `fetch(name, target, log)`: download its publisher's files, verify them, convert them
   and write the `.keras` file `target` atomically (`formats.keras.write`), or raise
   PretrainedError saying what to do (an unknown name too); `log(message)` tells the user
@@ -26,9 +27,10 @@ import importlib
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from tfsep import backends, formats
+from tfsep import backends, formats, names
 
 SHIPPED = "band"  # the name of the shipped default model
 PROVIDERS = {"spleeter": "tfsep.providers.spleeter"}  # KIND (of names KIND:NAME) -> its module
@@ -36,6 +38,18 @@ PROVIDERS = {"spleeter": "tfsep.providers.spleeter"}  # KIND (of names KIND:NAME
 
 class PretrainedError(RuntimeError):
     """A named model that cannot be fetched, verified or converted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Card:
+    """What `tfsep models` lists about a name: its sources, the size of its download in MB (about; None: nothing
+    to download), the weights' licence, and its publisher's scores where published (MUSDB18 test set, BSSEval v4
+    median SDR in dB, one per source in order)."""
+
+    sources: tuple
+    download_mb: float | None
+    licence: str
+    scores: str = ""
 
 
 def home():
@@ -91,6 +105,18 @@ def resolve(spec=None, log=None):
     if not target.is_file():
         provider(kind).fetch(name, target, log or _stderr)
     return target
+
+
+def catalog():
+    """[(name, Card, cached)] for `band` and every provider's names, as `tfsep models` lists them; cached: whether
+    the converted model is in the cache (`band`: whether it is installed). Imports no TensorFlow."""
+    # The shipped model separates the default sources (tests/test_spleeter_fetch.py holds it to its description,
+    # which takes TensorFlow to read).
+    rows = [(SHIPPED, Card(names.SOURCES, None, "MIT (tfsep)"), shipped_model().is_file())]
+    for kind in PROVIDERS:
+        for name, card in provider(kind).NAMES.items():
+            rows.append((f"{kind}:{name}", card, (home() / "models" / f"{kind}-{name}.keras").is_file()))
+    return rows
 
 
 def convert(kind, inputs, config=None):

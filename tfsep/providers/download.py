@@ -113,14 +113,19 @@ def checksums(url, progress=False, hand_hint=None):
     hint = hand_hint or f"download {url} by hand"
     body = io.BytesIO()
     _download(url, source, body, progress, hint)
+    return checksum_index(body.getvalue(), _named(url, source))
+
+
+def checksum_index(body, where):
+    """{name: SHA-256} from the bytes of a checksum index (`checksums`), fetched or placed by hand; DownloadError
+    naming `where` if it is not one."""
     try:
-        index = json.loads(body.getvalue().decode("utf-8"))
+        index = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DownloadError(f"{_named(url, source)}: not a checksum index, not JSON ({error})") from None
+        raise DownloadError(f"{where}: not a checksum index, not JSON ({error})") from None
     if not isinstance(index, dict) or not all(isinstance(digest, str) and _SHA256.fullmatch(digest.lower())
                                               for digest in index.values()):
-        raise DownloadError(f"{_named(url, source)}: not a checksum index (a JSON object of names to SHA-256 "
-                            "hex digests)")
+        raise DownloadError(f"{where}: not a checksum index (a JSON object of names to SHA-256 hex digests)")
     return {name: digest.lower() for name, digest in index.items()}
 
 

