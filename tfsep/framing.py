@@ -9,7 +9,7 @@ import numpy as np
 
 WINDOWS = ("hann", "hamming", "blackman")
 MAX_N_FFT = 65536  # 1.5 s at 44.1 kHz; beyond it a config is a mistake or an attack on memory
-FRAMINGS = ("center", "pad_end", "valid")
+FRAMINGS = ("center", "pad_end", "valid", "center_reflect")
 
 
 def window_array(window, n_fft):
@@ -40,8 +40,9 @@ def check_stft_settings(n_fft, hop, window, framing="center"):
 
 
 def leading_pad(n_fft, framing="center"):
-    """Zeros that `STFT` puts before the signal: n_fft // 2 (`center`), n_fft (`pad_end`) or none (`valid`)."""
-    return {"center": n_fft // 2, "pad_end": n_fft, "valid": 0}[framing]
+    """Samples that `STFT` puts before the signal: n_fft // 2 (`center`, `center_reflect`), n_fft (`pad_end`) or none
+    (`valid`)."""
+    return {"center": n_fft // 2, "pad_end": n_fft, "valid": 0, "center_reflect": n_fft // 2}[framing]
 
 
 def whole_hops(seconds, sample_rate, hop, minimum=1, up=False):
@@ -56,10 +57,13 @@ def num_frames(samples, hop, n_fft=None, framing="center"):
     """Frames that `STFT` gives for `samples` samples (a number or a scalar tensor).
 
     center: 1 + ceil(samples / hop); pad_end: ceil((samples + n_fft) / hop); valid:
-    1 + (samples − n_fft) // hop, the frames that fit inside the signal.
+    1 + (samples − n_fft) // hop, the frames that fit inside the signal; center_reflect: 1 + samples // hop,
+    as torch.stft(center=True) frames.
     """
     if framing == "center":
         return 1 + (samples + hop - 1) // hop
+    if framing == "center_reflect":
+        return 1 + samples // hop
     if framing == "pad_end":
         return (samples + n_fft + hop - 1) // hop
     return 1 + (samples - n_fft) // hop

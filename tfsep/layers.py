@@ -24,7 +24,7 @@ from tfsep import spectral
 from tfsep._keras import keras
 from tfsep.framing import check_stft_settings, leading_pad, num_frames, steady_window_sum, window_array
 
-MASK_ACTIVATIONS = ("sigmoid", "softmax")
+MASK_ACTIVATIONS = ("sigmoid", "softmax", "relu_unbounded")
 MASK_EXTENSIONS = ("average", "edge", "zeros")
 INVERSE_FFTS = ("signal", "bitcast", "builtin")
 
@@ -74,6 +74,11 @@ class STFT(_FourierLayer):
       pad_end=True)` pads them; frames = ceil((samples + n_fft) / hop).
     - `valid`: no padding, only the frames that lie inside the waveform; frames =
       1 + (samples − n_fft) // hop. For overlap-added chunks (see `InverseSTFT`).
+    - `center_reflect` (torch.stft(center=True, pad_mode="reflect"), as Open-Unmix and librosa frame):
+      frames centred on 0, hop, 2·hop, ..., the waveform extended by n_fft // 2 samples at
+      each end by reflection about its first and last sample (repeated for waveforms shorter
+      than that, where torch refuses); frames = 1 + samples // hop. The inverse divides by the
+      overlap-added squared window as for `center`.
 
     Args:
         n_fft: FFT length, a power of two.
@@ -99,8 +104,11 @@ class STFT(_FourierLayer):
         samples = tf.shape(waveform)[1]
         frames = num_frames(samples, self.hop, self.n_fft, self.framing)
         pad_left = leading_pad(self.n_fft, self.framing)
-        pad_right = tf.maximum(0, (frames - 1) * self.hop + self.n_fft - pad_left - samples)
-        padded = tf.pad(waveform, [[0, 0], [pad_left, pad_right], [0, 0]])
+        if self.framing == "center_reflect":
+            padded = spectral.reflect_pad(waveform, pad_left)
+        else:
+            pad_right = tf.maximum(0, (frames - 1) * self.hop + self.n_fft - pad_left - samples)
+            padded = tf.pad(waveform, [[0, 0], [pad_left, pad_right], [0, 0]])
         return tf.signal.stft(
             tf.transpose(padded, [0, 2, 1]),
             frame_length=self.n_fft,
@@ -241,10 +249,15 @@ class CropBins(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfsep")
 class Masks(Float32Layer):
-    """Soft masks from logits: sigmoid (each in [0, 1]) or softmax across sources (they sum to 1).
+    """Soft masks from logits: sigmoid (each in [0, 1]), softmax across sources (they sum to 1), or ReLU.
+
+    `relu_unbounded` masks are ReLU(logits): non-negative but not bounded by 1, so a stem's
+    magnitude M_k ⊙ |X| may exceed the mixture's and the stems need not sum to it. This is
+    Open-Unmix's output, ReLU(...) · |X|; its Wiener step (`WienerFilter`) then re-balances
+    the stems against the mixture.
 
     Args:
-        activation: "sigmoid" or "softmax" (MASK_ACTIVATIONS).
+        activation: "sigmoid", "softmax" or "relu_unbounded" (MASK_ACTIVATIONS).
 
     Input: logits (batch, frames, bins, channels, sources). Output: masks, same shape.
     """
@@ -259,6 +272,8 @@ class Masks(Float32Layer):
         logits = tf.cast(logits, tf.float32)
         if self.activation == "softmax":
             return tf.nn.softmax(logits, axis=-1)
+        if self.activation == "relu_unbounded":
+            return tf.nn.relu(logits)
         return tf.sigmoid(logits)
 
     def compute_output_shape(self, input_shape):
@@ -420,6 +435,7 @@ class PhaseReuse(Float32Layer):
 
 
 MAX_ITERATIONS = 32  # Wiener EM and Griffin-Lim: each iteration costs about a whole separation's time
+RELATIVE_LOAD = 1e-4  # diagonal loading of the mixture covariance, relative to its mean eigenvalue
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
@@ -437,23 +453,53 @@ class WienerFilter(Float32Layer):
         iterations: EM iterations, 0 to MAX_ITERATIONS.
         eps: the regulariser ε of the covariance inverse.
         scale_factor: the peak the spectra are scaled to during the iterations.
+        window: None to filter the whole signal at once, or a number of frames: the frames are
+            cut into consecutive windows of that many (the last one shorter), each filtered on
+            its own, with its own scaling, power spectral densities and spatial covariances
+            (time-varying spatial models; Open-Unmix's `wiener_win_len`, 300).
+        relative_load: the diagonal loading of the mixture covariance relative to its mean
+            eigenvalue, on top of √eps (`_regularized_inverse`); 0 loads by √eps alone, as
+            norbert and Open-Unmix do.
 
     Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), spectrum (batch, frames, bins, channels, 2)].
     Output: stem spectra, same shape.
     """
 
-    def __init__(self, iterations=0, eps=1e-10, scale_factor=10.0, **kwargs):
+    def __init__(self, iterations=0, eps=1e-10, scale_factor=10.0, window=None, relative_load=RELATIVE_LOAD,
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
             raise ValueError(f"Wiener iterations must be an integer from 0 to {MAX_ITERATIONS}, got {iterations!r}")
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+            raise ValueError(f"Wiener window must be None or a positive number of frames, got {window!r}")
+        if not relative_load >= 0:
+            raise ValueError(f"Wiener relative load must be >= 0, got {relative_load!r}")
         self.iterations = iterations
         self.eps = eps
         self.scale_factor = scale_factor
+        self.window = window
+        self.relative_load = relative_load
 
     def call(self, inputs):
         stems, spectrum = inputs
         if self.iterations == 0:
             return stems
+        if self.window is None:
+            return self._filtered(stems, spectrum)
+        # Windows of frames as batch items: (batch · windows, window, ...), the last one padded with silent
+        # frames, which add nothing to a window's peak, densities or covariances and come out silent. A signal
+        # shorter than a window is one window of its own length.
+        frames = tf.shape(stems)[1]
+        window = tf.minimum(self.window, tf.maximum(frames, 1))
+        count = (frames + window - 1) // window
+        pad = [[0, 0], [0, count * window - frames]]
+        stems = tf.pad(stems, pad + [[0, 0]] * 4)
+        spectrum = tf.pad(spectrum, pad + [[0, 0]] * 3)
+        filtered = self._filtered(_fold_windows(stems, window), _fold_windows(spectrum, window))
+        return _dims_reshape(filtered, [-1, count * window], stems)[:, :frames]
+
+    def _filtered(self, stems, spectrum):
+        """The EM iterations on whole stem spectra and spectrum (the layer's inputs)."""
         peak = tf.sqrt(tf.reduce_max(spectral.power(spectrum), axis=[1, 2, 3]))
         scale = tf.reshape(tf.maximum(1.0, peak / self.scale_factor), [-1, 1, 1, 1])  # (batch, 1, 1, 1)
         x = tuple(part / scale for part in tf.unstack(spectrum, 2, axis=-1))
@@ -475,7 +521,7 @@ class WienerFilter(Float32Layer):
         # Mixture covariance Cxx = √eps I + Σ_j v_j R_j, shape (batch, frames, bins, c, d).
         cxx_re = tf.einsum("btfs,bfscd->btfcd", psd, r_re)
         cxx_im = tf.einsum("btfs,bfscd->btfcd", psd, r_im)
-        inv_re, inv_im = _regularized_inverse(cxx_re, cxx_im, np.sqrt(self.eps))
+        inv_re, inv_im = _regularized_inverse(cxx_re, cxx_im, np.sqrt(self.eps), self.relative_load)
         # Gain G_j = v_j R_j Cxx⁻¹, then y_j = G_j x.
         g_re = tf.einsum("bfsce,btfed->btfscd", r_re, inv_re) - tf.einsum("bfsce,btfed->btfscd", r_im, inv_im)
         g_im = tf.einsum("bfsce,btfed->btfscd", r_re, inv_im) + tf.einsum("bfsce,btfed->btfscd", r_im, inv_re)
@@ -490,8 +536,22 @@ class WienerFilter(Float32Layer):
         return tuple(input_shape[0])
 
     def get_config(self):
-        config = {"iterations": self.iterations, "eps": self.eps, "scale_factor": self.scale_factor}
+        config = {"iterations": self.iterations, "eps": self.eps, "scale_factor": self.scale_factor,
+                  "window": self.window, "relative_load": self.relative_load}
         return {**super().get_config(), **config}
+
+
+def _dims_reshape(tensor, leading, like):
+    """`tensor` reshaped to `leading` followed by the axes of `like` after its first two, static sizes kept."""
+    trailing = [size if size is not None else tf.shape(like)[axis]
+                for axis, size in enumerate(like.shape) if axis >= 2]
+    return tf.reshape(tensor, tf.stack(leading + trailing) if any(map(tf.is_tensor, leading + trailing))
+                      else leading + trailing)
+
+
+def _fold_windows(tensor, window):
+    """(batch, windows · window, ...) -> (batch · windows, window, ...)."""
+    return _dims_reshape(tensor, [-1, window], tensor)
 
 
 @keras.saving.register_keras_serializable(package="tfsep")
@@ -555,21 +615,20 @@ class GriffinLim(_FourierLayer):
         return {**super().get_config(), "iterations": self.iterations, "inverse_fft": self._istft.inverse_fft}
 
 
-RELATIVE_LOAD = 1e-4  # diagonal loading of the mixture covariance, relative to its mean eigenvalue
 
-
-def _regularized_inverse(c_re, c_im, eps):
+def _regularized_inverse(c_re, c_im, eps, relative_load=RELATIVE_LOAD):
     """(λ I + C)⁻¹ for Hermitian positive semi-definite C (..., c, c), given as real and imaginary parts.
 
-    λ = eps + RELATIVE_LOAD · tr(C) / c. Sources that are panned copies of a mono signal make
+    λ = eps + relative_load · tr(C) / c. Sources that are panned copies of a mono signal make
     C (nearly) rank one, and float32 rounding of its determinant then swamps a fixed eps;
-    loading relative to C's scale keeps the inverse accurate (and costs at most ~1e-4 of
-    the estimate). Closed forms for 1 and 2 channels, which export to TFLite builtins; a
-    real 2c × 2c embedding [[Re, -Im], [Im, Re]] for more.
+    loading relative to C's scale (RELATIVE_LOAD) keeps the inverse accurate (and costs at most
+    ~1e-4 of the estimate); 0 loads by eps alone, as norbert and Open-Unmix do. Closed forms
+    for 1 and 2 channels, which export to TFLite builtins; a real 2c × 2c embedding
+    [[Re, -Im], [Im, Re]] for more.
     """
     channels = c_re.shape[-1]
     trace = tf.reduce_sum(c_re * tf.eye(channels, dtype=c_re.dtype), axis=[-2, -1])  # no MatrixDiagPart in TFLite
-    load = eps + RELATIVE_LOAD * trace / channels
+    load = eps + relative_load * trace / channels
     if channels == 1:
         return 1.0 / (_trailing(load, 2) + c_re), tf.zeros_like(c_im)
     if channels == 2:

@@ -16,6 +16,7 @@ from tfsep import files, networks
 from tfsep._keras import keras
 from tfsep.framing import check_stft_settings
 from tfsep.layers import (
+    RELATIVE_LOAD,
     STFT,
     ApplyMasks,
     CropBins,
@@ -79,14 +80,23 @@ class SeparationModel(keras.Model):
         sources: source names; they name the outputs.
         sample_rate, channels: what the model expects at its input.
         n_fft, hop, window: STFT settings (n_fft a power of two, hop <= n_fft // 2).
-        framing: how the STFT frames the waveform (`layers.STFT`): `center`, or `pad_end`
-            (n_fft zeros before the signal, as Spleeter frames it).
+        framing: how the STFT frames the waveform (`layers.STFT`): `center`, `pad_end`
+            (n_fft zeros before the signal, as Spleeter frames it) or `center_reflect` (the signal
+            reflected at its ends, torch.stft(center=True) as Open-Unmix frames it).
         bandwidth: the network sees bins up to this frequency (Hz); None for all bins.
-        mask_activation: `sigmoid` (each mask in [0, 1]) or `softmax` (masks sum to 1).
+        mask_activation: `sigmoid` (each mask in [0, 1]), `softmax` (masks sum to 1) or
+            `relu_unbounded` (ReLU of the logits: non-negative, not bounded by 1, so a stem
+            magnitude M_k ⊙ |X| may exceed the mixture's; Open-Unmix's ReLU(...) · |X|).
         ratio_mask_exponent: None, or p: the masks M_k become ratio masks of the masked
             magnitudes, (M_k|X|)^p / Σ_j (M_j|X|)^p (`layers.RatioMasks`; Spleeter's p = 2).
         mask_extension: how masks cover the bins above `bandwidth`: `average`, `edge` or `zeros`.
         wiener_iterations: multichannel Wiener EM iterations after masking; 0 for none.
+        wiener_window: None to Wiener-filter the whole signal at once, or a number of frames:
+            consecutive windows of that many frames are filtered independently (Open-Unmix's
+            `wiener_win_len`, 300); see `layers.WienerFilter`.
+        wiener_relative_load: the Wiener filter's diagonal loading of the mixture covariance
+            relative to its mean eigenvalue (`layers.RELATIVE_LOAD`, 1e-4); 0 loads by √eps
+            alone, as Open-Unmix and norbert do.
         griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
             phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
         mixture_consistent: stems that sum to the mixture, each taking an equal share of the
@@ -115,6 +125,8 @@ class SeparationModel(keras.Model):
         ratio_mask_exponent=None,
         mask_extension="average",
         wiener_iterations=0,
+        wiener_window=None,
+        wiener_relative_load=RELATIVE_LOAD,
         griffin_lim_iterations=0,
         mixture_consistent=False,
         inverse_fft="signal",
@@ -133,12 +145,16 @@ class SeparationModel(keras.Model):
         magnitude = Magnitude(name="magnitude")(spectrum)
         processed = CropBins(max_bin(sample_rate, n_fft, bandwidth), name="crop_bins")(magnitude)
         logits = networks.network(architecture).build(processed, sources, sample_rate / n_fft, **options)
+        if logits.shape[2] > n_fft // 2 + 1:
+            raise ValueError(f"the network's masks cover {logits.shape[2]} bins, more than the {n_fft // 2 + 1} "
+                             f"of n_fft {n_fft}")
         masks = Masks(mask_activation, name="masks")(logits)
         if ratio_mask_exponent is not None:
             masks = RatioMasks(ratio_mask_exponent, name="ratio_masks")([masks, processed])
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
         stem_spectra = ApplyMasks(bitcast, name="apply_masks")([masks, spectrum])
-        stem_spectra = WienerFilter(wiener_iterations, name="wiener")([stem_spectra, spectrum])
+        stem_spectra = WienerFilter(wiener_iterations, window=wiener_window, relative_load=wiener_relative_load,
+                                    name="wiener")([stem_spectra, spectrum])
         stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, inverse_fft,
                                   name="griffin_lim")([stem_spectra, mixture])
         stems = InverseSTFT(n_fft, hop, window, framing, inverse_fft, name="istft")([stem_spectra, mixture])
@@ -160,6 +176,8 @@ class SeparationModel(keras.Model):
             "ratio_mask_exponent": ratio_mask_exponent,
             "mask_extension": mask_extension,
             "wiener_iterations": wiener_iterations,
+            "wiener_window": wiener_window,
+            "wiener_relative_load": wiener_relative_load,
             "griffin_lim_iterations": griffin_lim_iterations,
             "mixture_consistent": bool(mixture_consistent),
             "inverse_fft": inverse_fft,
@@ -192,8 +210,8 @@ def build_model(architecture="bandconv", sources=SOURCES, sample_rate=44100, **o
     """Build a `SeparationModel`.
 
     `options` are the model's other arguments (n_fft, hop, window, framing, bandwidth,
-    channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations,
-    griffin_lim_iterations, size) and the network's own options (e.g. `hidden` for umx,
+    channels, mask_activation, ratio_mask_exponent, mask_extension, wiener_iterations, wiener_window,
+    wiener_relative_load, griffin_lim_iterations, size) and the network's own options (e.g. `hidden` for umx,
     `filters` for unet, `bands`/`features`/`blocks` for bandconv), which override the size preset.
     Unknown options raise ValueError.
     """

@@ -21,6 +21,18 @@ def magnitude(spectrum, keepdims=False):
     return tf.sqrt(power(spectrum, keepdims))
 
 
+def reflect_pad(waveform, pad):
+    """waveform (batch, samples, channels) extended by `pad` samples at each end, reflected about its first and
+    last sample as numpy's and torch's `reflect` padding does (x[1], x[2], ... before x[0]); for waveforms of at
+    most `pad` samples the reflection repeats, as numpy's does, and a single sample is repeated. One gather of
+    computed positions, which TFLite runs as a builtin."""
+    samples = tf.shape(waveform)[1]
+    period = tf.maximum(2 * (samples - 1), 1)
+    positions = tf.math.floormod(tf.range(-pad, samples + pad), period)
+    positions = tf.where(positions >= samples, period - positions, positions)
+    return tf.gather(waveform, positions, axis=1)
+
+
 def irfft(spectrum, n_fft):
     """Inverse real FFT along the bins from one forward real FFT, in TFLite builtin ops.
 

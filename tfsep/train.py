@@ -53,6 +53,7 @@ from tfsep.layers import SplitSources
 from tfsep.losses import MagnitudeLoss, WaveformLoss
 from tfsep.metrics import GlobalSDR
 from tfsep.models import build_model, load_model, reconfigure, stem_magnitudes
+from tfsep.networks.common import Standardize
 
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -218,15 +219,15 @@ def best_model(output):
 
 
 def set_input_normalization(model, batches):
-    """Set the network's per-bin input mean and scale from training mixtures, as Open-Unmix does."""
-    standardize = model.get_layer("input_standardize")
+    """Set the network's per-bin input mean and scale from training mixtures, as Open-Unmix does (each of its
+    standardisations alike: umx's `per_source` networks have one each)."""
     features = keras.Model(model.input, model.get_layer("crop_bins").output)
-    values = np.concatenate([np.asarray(features(mixture)) for mixture, _ in batches])  # (n, frames, bins, channels)
-    if standardize.log:
-        values = np.log1p(values)
-    values = np.moveaxis(values, 2, -1).reshape(-1, values.shape[2])
-    standardize.mean.assign(values.mean(0))
-    standardize.scale.assign(np.maximum(values.std(0), 1e-4))
+    magnitudes = np.concatenate([np.asarray(features(mixture)) for mixture, _ in batches])  # (n, frames, bins, ch)
+    for standardize in (layer for layer in model.layers if isinstance(layer, Standardize)):
+        values = np.log1p(magnitudes) if standardize.log else magnitudes
+        values = np.moveaxis(values, 2, -1).reshape(-1, values.shape[2])
+        standardize.mean.assign(values.mean(0))
+        standardize.scale.assign(np.maximum(values.std(0), 1e-4))
 
 
 def freeze_batch_norm(model):

@@ -1,4 +1,5 @@
-"""`umx`: Open-Unmix-like: dense encoder, three BiLSTM layers with a skip, dense decoder, for all sources at once.
+"""`umx`: Open-Unmix-like: dense encoder, three BiLSTM layers with a skip, dense decoder, for all sources at once
+or (`per_source`) one network per source, as Open-Unmix has.
 
 `FusedLSTM` holds Keras LSTM weights one to one in the form that TFLite converts to its
 fused LSTM builtin; the TFLite export switches the network to it (`NETWORK.tflite_options`).
@@ -150,42 +151,90 @@ class FusedLSTM(Float32Layer):
         return {**super().get_config(), "units": self.units, "go_backwards": self.go_backwards}
 
 
-def umx(magnitude, sources, bin_hz, *, hidden=512, lstm_layers=3, dropout=0.4, lstm="keras"):
-    """Open-Unmix-like mask network for all sources at once (`bin_hz` is unused).
+@keras.saving.register_keras_serializable(package="tfsep")
+class BinAffine(Float32Layer):
+    """x · scale + offset per frequency bin, the same for every channel and source: Open-Unmix's
+    `output_scale` and `output_mean`. Both are trained and start at 1, as Open-Unmix's do.
+
+    Input: (batch, frames, bins, ...). Output: the same shape.
+    """
+
+    def build(self, input_shape):
+        bins = input_shape[2]
+        self.scale = self.add_weight(shape=(bins,), initializer="ones", name="scale")
+        self.offset = self.add_weight(shape=(bins,), initializer="ones", name="offset")
+
+    def call(self, x):
+        per_bin = [-1] + [1] * (len(x.shape) - 3)
+        return x * tf.reshape(self.scale, per_bin) + tf.reshape(self.offset, per_bin)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+def umx(magnitude, sources, bin_hz, *, hidden=512, lstm_layers=3, dropout=0.4, lstm="keras", per_source=False,
+        output_bins=None, output_affine=False, batch_norm_epsilon=1e-3):
+    """Open-Unmix-like mask network (`bin_hz` is unused).
 
     lstm: `keras` (keras.layers.LSTM, cuDNN on a GPU) for training, or `fused` (`FusedLSTM`,
     the same weights one to one), which TFLite converts to its fused LSTM builtin; the TFLite
     export switches to it.
+    per_source: False for one network whose last layer gives every source's logits; True for
+    one whole network per source, each with its own input standardisation and layers
+    `umx_<source>_*`, as Open-Unmix trains one model per target.
+    output_bins: logits for this many bins from bin 0, None for the bins the network sees: e.g.
+    every bin of the STFT (n_fft // 2 + 1), as Open-Unmix's decoder covers the whole spectrum
+    while its encoder sees the band-limited part; the masks then need no extension.
+    output_affine: a trained scale and offset per output bin after the last batch norm
+    (`BinAffine`; Open-Unmix's `output_scale` and `output_mean`).
+    batch_norm_epsilon: the batch norms' ε: Keras's 1e-3, or PyTorch's 1e-5 (Open-Unmix's).
     """
     if lstm not in ("keras", "fused"):
         raise ValueError(f"umx option lstm must be 'keras' or 'fused', got {lstm!r}")
+    options = {"hidden": hidden, "lstm_layers": lstm_layers, "dropout": dropout, "lstm": lstm,
+               "output_bins": output_bins, "output_affine": output_affine, "batch_norm_epsilon": batch_norm_epsilon}
+    if not per_source:
+        return _umx_network(magnitude, len(sources), "umx", "input_standardize", **options)
+    logits = [_umx_network(magnitude, 1, f"umx_{source}", f"umx_{source}_standardize", **options)
+              for source in sources]
+    return layers.Concatenate(name="umx_logits")(logits)
+
+
+def _umx_network(magnitude, outputs, prefix, standardize, *, hidden, lstm_layers, dropout, lstm, output_bins,
+                 output_affine, batch_norm_epsilon):
+    """One umx network, layers named `prefix`_*: magnitude (batch, frames, bins, channels) to logits
+    (batch, frames, output_bins or bins, channels, outputs)."""
     _, _, bins, channels = magnitude.shape
-    x = Standardize(name="input_standardize")(magnitude)
-    x = layers.Reshape((-1, bins * channels), name="umx_flatten")(x)
-    x = layers.Dense(hidden, use_bias=False, name="umx_fc1")(x)
-    x = layers.BatchNormalization(name="umx_bn1")(x)
-    skip = layers.Activation("tanh", name="umx_tanh")(x)
+    output_bins = output_bins or bins
+    x = Standardize(name=standardize)(magnitude)
+    x = layers.Reshape((-1, bins * channels), name=f"{prefix}_flatten")(x)
+    x = layers.Dense(hidden, use_bias=False, name=f"{prefix}_fc1")(x)
+    x = layers.BatchNormalization(epsilon=batch_norm_epsilon, name=f"{prefix}_bn1")(x)
+    skip = layers.Activation("tanh", name=f"{prefix}_tanh")(x)
     x = skip
     for i in range(lstm_layers):
         if i > 0:
-            x = layers.Dropout(dropout, name=f"umx_dropout{i}")(x)
+            x = layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
         if lstm == "fused":
-            cell = FusedLSTM(hidden // 2, name=f"umx_lstm{i + 1}")
+            cell = FusedLSTM(hidden // 2, name=f"{prefix}_lstm{i + 1}")
         else:
-            cell = layers.LSTM(hidden // 2, return_sequences=True, name=f"umx_lstm{i + 1}")
-        x = layers.Bidirectional(cell, name=f"umx_bilstm{i + 1}")(x)
-    x = layers.Concatenate(name="umx_skip")([skip, x])
-    x = layers.Dense(hidden, use_bias=False, name="umx_fc2")(x)
-    x = layers.BatchNormalization(name="umx_bn2")(x)
-    x = layers.Activation("relu", name="umx_relu")(x)
-    x = layers.Dense(bins * channels * len(sources), use_bias=False, name="umx_fc3")(x)
-    x = layers.BatchNormalization(name="umx_bn3")(x)
-    return layers.Reshape((-1, bins, channels, len(sources)), name="umx_logits")(x)
+            cell = layers.LSTM(hidden // 2, return_sequences=True, name=f"{prefix}_lstm{i + 1}")
+        x = layers.Bidirectional(cell, name=f"{prefix}_bilstm{i + 1}")(x)
+    x = layers.Concatenate(name=f"{prefix}_skip")([skip, x])
+    x = layers.Dense(hidden, use_bias=False, name=f"{prefix}_fc2")(x)
+    x = layers.BatchNormalization(epsilon=batch_norm_epsilon, name=f"{prefix}_bn2")(x)
+    x = layers.Activation("relu", name=f"{prefix}_relu")(x)
+    x = layers.Dense(output_bins * channels * outputs, use_bias=False, name=f"{prefix}_fc3")(x)
+    x = layers.BatchNormalization(epsilon=batch_norm_epsilon, name=f"{prefix}_bn3")(x)
+    x = layers.Reshape((-1, output_bins, channels, outputs), name=f"{prefix}_logits")(x)
+    if output_affine:
+        x = BinAffine(name=f"{prefix}_output_affine")(x)
+    return x
 
 
 NETWORK = Network(
     build=umx,
     sizes={"tiny": {"hidden": 16}, "small": {"hidden": 128}, "base": {"hidden": 512}},
-    ranges={"hidden": (1, 4096), "lstm_layers": (1, 8)},
+    ranges={"hidden": (1, 4096), "lstm_layers": (1, 8), "output_bins": (1, 32769)},
     tflite_options={"lstm": "fused"},
 )
