@@ -214,8 +214,8 @@ def _export_summary(form, target, given):
 
 GRIFFIN_LIM_HELP = "Griffin-Lim iterations from the mixture's phase (0: the mixture's phase, the default)"
 MODEL_HELP = ("a .keras model, a whole-clip .tflite file, a SavedModel version folder from tfsep export, or a name: "
-              "band (the shipped model, the default), or spleeter:2stems, spleeter:4stems, ... (fetched and "
-              "converted on first use; tfsep models lists them all)")
+              "band (the shipped model, the default), or spleeter:2stems, spleeter:4stems, ..., umxhq, umxl "
+              "(fetched and converted on first use; tfsep models lists them all)")
 
 
 def _separation_options(command):
@@ -353,15 +353,19 @@ def build_parser():
     convert = commands.add_parser(
         "convert", help="convert another system's checkpoint into a tfsep .keras model",
         description="Convert a Spleeter checkpoint folder (pretrained_models/2stems, 4stems, 5stems, their -16kHz "
-        "forms, or a release archive unpacked) into a tfsep model that computes what Spleeter computes. Reads the "
-        "checkpoint only: no Spleeter install, no TF1 graph.",
+        "forms, or a release archive unpacked) into a tfsep model that computes what Spleeter computes, or "
+        "Open-Unmix's state dicts, one TARGET.pth (or TARGET-HASH.pth) per target (openunmix vocals.pth drums.pth "
+        "bass.pth other.pth), into one that computes what Open-Unmix's Separator computes. Reads the weights only: "
+        "no Spleeter or torch install, no TF1 graph, no pickled code run.",
     )
     convert.add_argument("kind", choices=sorted(providers.PROVIDERS), help="the checkpoint's system")
     convert.add_argument("checkpoint", type=Path, nargs="+", metavar="CHECKPOINT",
-                         help="the checkpoint's files or folder (spleeter: the folder with model.index and data)")
+                         help="the checkpoint's files or folder (spleeter: the folder with model.index and data; "
+                         "openunmix: one .pth file per target)")
     convert.add_argument("--output", type=Path, required=True, help="the .keras file to write")
     convert.add_argument("--config", help="Spleeter configuration: a published name (2stems, 4stems, 5stems, "
-                         "...-16kHz) or its JSON file (default: from the folder's name, else its U-Net count)")
+                         "...-16kHz) or its JSON file (default: from the folder's name, else its U-Net count); "
+                         "openunmix: umxhq or umxl, which names the model and checks the hidden size")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
     convert.set_defaults(run=run_convert)
 

@@ -6,7 +6,8 @@ model at all) is the shipped default model, inside the installed package or the 
 checkout; a name `KIND:NAME` such as `spleeter:2stems` goes to the provider `KIND`
 (`PROVIDERS`), which makes the converted `.keras` file in the cache folder
 (`$TFSEP_HOME/models`, by default `~/.cache/tfsep/models`) on first use; anything else is
-a path and stays one (write `./band` for a file of that name).
+a path and stays one (write `./band` for a file of that name). The bare names of `ALIASES` (`umxhq`,
+`umxl`) stand for `openunmix:umxhq` and `openunmix:umxl`.
 
 A provider is a module here that offers:
 
@@ -33,7 +34,8 @@ from pathlib import Path
 from tfsep import backends, formats, names
 
 SHIPPED = "band"  # the name of the shipped default model
-PROVIDERS = {"spleeter": "tfsep.providers.spleeter"}  # KIND (of names KIND:NAME) -> its module
+PROVIDERS = {"spleeter": "tfsep.providers.spleeter", "openunmix": "tfsep.providers.openunmix"}  # KIND -> its module
+ALIASES = {"umxhq": "openunmix:umxhq", "umxl": "openunmix:umxl"}  # bare names that stand for KIND:NAME
 
 
 class PretrainedError(RuntimeError):
@@ -79,8 +81,10 @@ def separation_model(spec=None, **options):
 
 
 def is_name(spec):
-    """Whether `spec` names a model (`band`, or `KIND:NAME` of a provider) rather than a path."""
-    return isinstance(spec, str) and (spec == SHIPPED or spec.partition(":")[0] in PROVIDERS and ":" in spec)
+    """Whether `spec` names a model (`band`, an alias of `ALIASES`, or `KIND:NAME` of a provider) rather than a
+    path."""
+    return isinstance(spec, str) and (spec == SHIPPED or spec in ALIASES
+                                      or spec.partition(":")[0] in PROVIDERS and ":" in spec)
 
 
 def provider(kind):
@@ -100,7 +104,7 @@ def resolve(spec=None, log=None):
         return path
     if not is_name(spec):
         return Path(spec)
-    kind, _, name = spec.partition(":")
+    kind, _, name = ALIASES.get(spec, spec).partition(":")
     target = home() / "models" / f"{kind}-{name}.keras"
     if not target.is_file():
         provider(kind).fetch(name, target, log or _stderr)
