@@ -328,3 +328,48 @@ def test_fine_tuning_starts_from_a_models_weights_on_its_own_sources(rendered, t
     mismatched = tiny_config(rendered, tmp_path / "other", model={"init": str(tmp_path / "start.keras")})
     with pytest.raises(configuration.ConfigError, match=r"separates \['vocals', 'accompaniment'\] at 8000 Hz"):
         training.train(mismatched)
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_a_converted_open_unmix_model_resumes_and_loads(rendered, tmp_path, monkeypatch):
+    """model.init: a random-weight Open-Unmix conversion (umxhq's STFT, a tiny network) trains at 44.1 kHz with its
+    batch norms frozen; a run stopped after its second epoch's backup resumes from the third, and its model loads."""
+    from conftest import SOURCES, synthetic_song
+    from test_openunmix import tiny_files
+
+    import tfsep
+    from tfsep import providers
+    from tfsep.callbacks import RunBackup
+
+    start = providers.convert("openunmix", tiny_files(tmp_path / "umx", SOURCES, hidden=16, bins=1487,
+                                                      output_bins=2049, layers=1))
+    start.save(tmp_path / "start.keras")
+    run = tmp_path / "run"
+    config = tiny_config(rendered, run, data={"sample_rate": 44100, "chunk_seconds": 0.5, "batch_size": 2,
+                                              "steps_per_epoch": 2, "validation_batches": 1},
+                         model={"init": str(tmp_path / "start.keras")}, schedule={"epochs": 4})
+    backup = RunBackup.on_epoch_end
+
+    def stopped_after_two(self, epoch, logs=None):
+        backup(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
+
+    monkeypatch.setattr(RunBackup, "on_epoch_end", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config)
+    monkeypatch.undo()
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 2  # epochs done
+    history = training.train(config)
+    assert history.epoch == [2, 3] and np.isfinite(history.history["loss"]).all()
+
+    tuned = tfsep.load_model(run / "model.keras")
+    assert tuned.get_config() == {**start.get_config(), "name": tuned.name}
+    for name in ("umx_vocals_fc1", "umx_bass_fc3", "umx_drums_bn2", "umx_other_standardize"):
+        before, after = start.get_layer(name).get_weights(), tuned.get_layer(name).get_weights()
+        changed = any(not np.array_equal(a, b) for a, b in zip(before, after))
+        assert changed == name.endswith(("fc1", "fc3")), name  # batch norms and input statistics stay
+        if changed:  # trained from the converted weights, not anew
+            assert np.corrcoef(before[0].ravel(), after[0].ravel())[0, 1] > 0.9, name
+    stems = tuned.predict(synthetic_song(0.5, seed=3)[None], verbose=0)
+    assert sorted(stems) == sorted(SOURCES) and all(np.isfinite(stem).all() for stem in stems.values())

@@ -489,14 +489,18 @@ class WienerFilter(Float32Layer):
         # Windows of frames as batch items: (batch · windows, window, ...), the last one padded with silent
         # frames, which add nothing to a window's peak, densities or covariances and come out silent. A signal
         # shorter than a window is one window of its own length.
-        frames = tf.shape(stems)[1]
+        # The padding and the crop move frames of (batch, frames, everything else) views: TFLite's PAD and
+        # STRIDED_SLICE builtins take at most 5 axes, the stem spectra have 6.
+        batch, frames = tf.shape(stems)[0], tf.shape(stems)[1]
         window = tf.minimum(self.window, tf.maximum(frames, 1))
         count = (frames + window - 1) // window
-        pad = [[0, 0], [0, count * window - frames]]
-        stems = tf.pad(stems, pad + [[0, 0]] * 4)
-        spectrum = tf.pad(spectrum, pad + [[0, 0]] * 3)
-        filtered = self._filtered(_fold_windows(stems, window), _fold_windows(spectrum, window))
-        return _dims_reshape(filtered, [-1, count * window], stems)[:, :frames]
+        pad = [[0, 0], [0, count * window - frames], [0, 0]]
+        stems_padded = tf.pad(tf.reshape(stems, [batch, frames, -1]), pad)
+        spectrum_padded = tf.pad(tf.reshape(spectrum, [batch, frames, -1]), pad)
+        filtered = self._filtered(_fold_windows(stems_padded, window, stems),
+                                  _fold_windows(spectrum_padded, window, spectrum))
+        filtered = tf.reshape(filtered, [batch, count * window, -1])[:, :frames]
+        return _dims_reshape(filtered, [batch, frames], stems)
 
     def _filtered(self, stems, spectrum):
         """The EM iterations on whole stem spectra and spectrum (the layer's inputs)."""
@@ -517,6 +521,11 @@ class WienerFilter(Float32Layer):
         cov_re = tf.einsum("btfcs,btfds->bfscd", y_re, y_re) + tf.einsum("btfcs,btfds->bfscd", y_im, y_im)
         cov_im = tf.einsum("btfcs,btfds->bfscd", y_im, y_re) - tf.einsum("btfcs,btfds->bfscd", y_re, y_im)
         weight = self.eps + _trailing(tf.reduce_sum(psd, axis=1), 2)  # (batch, bins, sources, 1, 1)
+        # weight >= eps > 0 in float32, and the division is plain. A TFLite file with float16 weights stores eps as
+        # 0: a source silent in a bin all window long (a ReLU mask's zeros) has weight 0 and covariance 0 there,
+        # and gets R = 0 / 1 = 0, as in float32, not 0 / 0. (tf.math.divide_no_nan's TFLite form fails to
+        # prepare at dynamic shapes.)
+        weight = tf.where(tf.equal(weight, 0.0), 1.0, weight)
         r_re, r_im = cov_re / weight, cov_im / weight
         # Mixture covariance Cxx = √eps I + Σ_j v_j R_j, shape (batch, frames, bins, c, d).
         cxx_re = tf.einsum("btfs,bfscd->btfcd", psd, r_re)
@@ -549,9 +558,9 @@ def _dims_reshape(tensor, leading, like):
                       else leading + trailing)
 
 
-def _fold_windows(tensor, window):
-    """(batch, windows · window, ...) -> (batch · windows, window, ...)."""
-    return _dims_reshape(tensor, [-1, window], tensor)
+def _fold_windows(tensor, window, like):
+    """(batch, windows · window, ...) -> (batch · windows, window, ...), the trailing axes those of `like`."""
+    return _dims_reshape(tensor, [-1, window], like)
 
 
 @keras.saving.register_keras_serializable(package="tfsep")

@@ -193,17 +193,25 @@ def umx(magnitude, sources, bin_hz, *, hidden=512, lstm_layers=3, dropout=0.4, l
         raise ValueError(f"umx option lstm must be 'keras' or 'fused', got {lstm!r}")
     options = {"hidden": hidden, "lstm_layers": lstm_layers, "dropout": dropout, "lstm": lstm,
                "output_bins": output_bins, "output_affine": output_affine, "batch_norm_epsilon": batch_norm_epsilon}
+    cells = []  # every LSTM given to a Bidirectional, alive until the whole network is built (see _umx_network)
     if not per_source:
-        return _umx_network(magnitude, len(sources), "umx", "input_standardize", **options)
-    logits = [_umx_network(magnitude, 1, f"umx_{source}", f"umx_{source}_standardize", **options)
+        return _umx_network(magnitude, len(sources), "umx", "input_standardize", cells, **options)
+    logits = [_umx_network(magnitude, 1, f"umx_{source}", f"umx_{source}_standardize", cells, **options)
               for source in sources]
     return layers.Concatenate(name="umx_logits")(logits)
 
 
-def _umx_network(magnitude, outputs, prefix, standardize, *, hidden, lstm_layers, dropout, lstm, output_bins,
+def _umx_network(magnitude, outputs, prefix, standardize, cells, *, hidden, lstm_layers, dropout, lstm, output_bins,
                  output_affine, batch_norm_epsilon):
     """One umx network, layers named `prefix`_*: magnitude (batch, frames, bins, channels) to logits
-    (batch, frames, output_bins or bins, channels, outputs)."""
+    (batch, frames, output_bins or bins, channels, outputs).
+
+    cells: a list that keeps each LSTM handed to `keras.layers.Bidirectional` alive. Bidirectional copies its
+    layer by serialising it, and inside `keras.saving.load_model` Keras records every serialised object by its
+    id() to share repeats: once a cell was freed and a later cell took its id, Keras handed back an earlier
+    copy, and loading a saved umx model failed at random ("Forward layer and backward layer should have
+    different `go_backwards` value"; about one load in ten of a per-source model, Keras 3.15.1).
+    """
     _, _, bins, channels = magnitude.shape
     output_bins = output_bins or bins
     x = Standardize(name=standardize)(magnitude)
@@ -219,6 +227,7 @@ def _umx_network(magnitude, outputs, prefix, standardize, *, hidden, lstm_layers
             cell = FusedLSTM(hidden // 2, name=f"{prefix}_lstm{i + 1}")
         else:
             cell = layers.LSTM(hidden // 2, return_sequences=True, name=f"{prefix}_lstm{i + 1}")
+        cells.append(cell)
         x = layers.Bidirectional(cell, name=f"{prefix}_bilstm{i + 1}")(x)
     x = layers.Concatenate(name=f"{prefix}_skip")([skip, x])
     x = layers.Dense(hidden, use_bias=False, name=f"{prefix}_fc2")(x)
