@@ -11,6 +11,7 @@ import tensorflow as tf
 from conftest import TINY
 
 import tfsep
+from tfsep import networks
 from tfsep._keras import keras
 from tfsep.models import (
     SeparationModel,
@@ -216,6 +217,22 @@ def test_mixture_consistency_is_a_weightless_option_whose_stems_sum_to_the_mixtu
         np.testing.assert_allclose(summed[source].numpy(), plain[source].numpy() + residual, atol=1e-5)
     with pytest.raises(ValueError, match="shares the residual of whole signals"):
         chunk_model(consistent)
+
+
+def test_cpu_inference_form_of_umx_runs_compiled_lstms_with_the_same_weights_and_stems(rng):
+    model = build_model("umx", sources=["vocals", "drums"], per_source=True, **TINY)
+    for weight in model.weights:  # trained-looking weights, so that the LSTMs matter
+        weight.assign(rng.normal(0, 0.3, weight.shape).astype(np.float32))
+    cpu = inference_model(model, cpu=True)
+    lstms = [layer for layer in cpu._flatten_layers() if isinstance(layer, networks.umx.FusedLSTM)]
+    assert len(lstms) == 12 and all(layer.compiled for layer in lstms)  # 2 sources, 3 layers, 2 directions
+    assert not any(isinstance(layer, networks.umx.FusedLSTM) for layer in inference_model(model)._flatten_layers())
+    mixture = rng.uniform(-1, 1, (2, 9000, 2)).astype(np.float32)
+    expected, stems = model(mixture), cpu(mixture)
+    for source in expected:
+        np.testing.assert_allclose(stems[source].numpy(), expected[source].numpy(), atol=1e-5)
+    assert inference_model(build_model("bandconv", **TINY), cpu=True).get_config()["network"] == \
+        build_model("bandconv", **TINY).get_config()["network"]  # no CPU form: unchanged
 
 
 def test_inverse_fft_forms_give_the_same_stems_and_old_configs_take_the_signal_form(rng):

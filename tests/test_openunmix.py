@@ -20,7 +20,7 @@ import pytest
 from conftest import run_tfsep, synthetic_song
 from test_pth import state_dict_pickle, write_torch_zip
 
-from tfsep import providers
+from tfsep import formats, providers
 from tfsep.providers import openunmix
 from tfsep.providers.openunmix import OpenUnmixError
 
@@ -190,6 +190,17 @@ def test_umxhq_is_fetched_verified_and_converted_once(mirror, monkeypatch, tmp_p
     assert path == tmp_path / "home" / "models" / "openunmix-umxhq.keras" and path.is_file()
     assert "fetching Open-Unmix's umxhq weights" in messages[0] and len(messages) == 5  # and 4 downloads
     assert providers.resolve("openunmix:umxhq", log=messages.append) == path and len(messages) == 5  # cached
+
+
+def test_a_damaged_cached_model_is_fetched_again(mirror, monkeypatch, tmp_path):
+    publish_tiny_umxhq(mirror, monkeypatch, tmp_path)
+    path = providers.resolve("umxhq", log=lambda message: None)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # a copy cut short, e.g. by a full disk outside tfsep
+    messages = []
+    assert providers.resolve("umxhq", log=messages.append) == path
+    assert "damaged" in messages[0] and "fetching openunmix:umxhq again" in messages[0] and len(messages) == 6
+    assert sorted(formats.describe(path)["sources"]) == sorted(openunmix.SOURCES)
 
 
 def test_a_file_whose_hash_differs_from_its_name_leaves_nothing(mirror, monkeypatch, tmp_path):

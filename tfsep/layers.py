@@ -508,9 +508,50 @@ class WienerFilter(Float32Layer):
         scale = tf.reshape(tf.maximum(1.0, peak / self.scale_factor), [-1, 1, 1, 1])  # (batch, 1, 1, 1)
         x = tuple(part / scale for part in tf.unstack(spectrum, 2, axis=-1))
         y = tuple(part / _trailing(scale, 1) for part in tf.unstack(stems, 2, axis=-1))  # TFLite slices <= 5-D
+        step = self._stereo_em_step if spectrum.shape[3] == 2 else self._em_step
         for _ in range(self.iterations):
-            y = self._em_step(y, x)
+            y = step(y, x)
         return tf.stack([y[0], y[1]], axis=-1) * _trailing(scale, 2)
+
+    def _covariance_weight(self, psd):
+        """eps + Σ_t v_j: psd (batch, frames, bins, sources) -> (batch, bins, sources), the divisor of R_j.
+
+        It is >= eps > 0 in float32. A TFLite file with float16 weights stores eps as 0: a source silent in a bin
+        all window long (a ReLU mask's zeros) has weight 0 and covariance 0 there, and gets R = 0 / 1 = 0, as in
+        float32, not 0 / 0 (tf.math.divide_no_nan's TFLite form fails to prepare at dynamic shapes).
+        """
+        weight = self.eps + tf.reduce_sum(psd, axis=1)
+        return tf.where(tf.equal(weight, 0.0), 1.0, weight)
+
+    def _stereo_em_step(self, y, x):
+        """`_em_step` for 2 channels in closed form, every tensor at most (batch, frames, bins, sources): the same
+        estimate, y_j = v_j R_j (Cxx⁻¹ x), without the 2 × 2 matrices' einsums and their (batch, frames, bins,
+        sources, 2, 2) gains."""
+        (y0_re, y1_re), (y0_im, y1_im) = (tf.unstack(part, 2, axis=3) for part in y)  # (batch, frames, bins, sources)
+        (x0_re, x1_re), (x0_im, x1_im) = ([_trailing(channel, 1) for channel in tf.unstack(part, 2, axis=3)]
+                                          for part in x)  # (batch, frames, bins, 1)
+        power0, power1 = y0_re**2 + y0_im**2, y1_re**2 + y1_im**2
+        psd = (power0 + power1) / 2.0
+        # R_j = [[r00, r01], [conj(r01), r11]], each (batch, 1, bins, sources).
+        weight = tf.expand_dims(self._covariance_weight(psd), 1)
+        r00, r11, r01_re, r01_im = (tf.reduce_sum(product, axis=1, keepdims=True) / weight for product in
+                                    (power0, power1, y0_re * y1_re + y0_im * y1_im, y0_im * y1_re - y0_re * y1_im))
+        # Cxx = λ I + Σ_j v_j R_j and its inverse in closed form, (batch, frames, bins, 1) each.
+        a, d, b_re, b_im = (tf.reduce_sum(psd * r, axis=3, keepdims=True) for r in (r00, r11, r01_re, r01_im))
+        load = np.sqrt(self.eps) + self.relative_load * (a + d) / 2.0
+        a, d = a + load, d + load
+        det = a * d - b_re**2 - b_im**2
+        # z = Cxx⁻¹ x = [[d, -b], [-conj(b), a]] x / det
+        z0_re = (d * x0_re - b_re * x1_re + b_im * x1_im) / det
+        z0_im = (d * x0_im - b_re * x1_im - b_im * x1_re) / det
+        z1_re = (a * x1_re - b_re * x0_re - b_im * x0_im) / det
+        z1_im = (a * x1_im - b_re * x0_im + b_im * x0_re) / det
+        # y_j = v_j R_j z
+        new0_re = psd * (r00 * z0_re + r01_re * z1_re - r01_im * z1_im)
+        new0_im = psd * (r00 * z0_im + r01_re * z1_im + r01_im * z1_re)
+        new1_re = psd * (r01_re * z0_re + r01_im * z0_im + r11 * z1_re)
+        new1_im = psd * (r01_re * z0_im - r01_im * z0_re + r11 * z1_im)
+        return tf.stack([new0_re, new1_re], axis=3), tf.stack([new0_im, new1_im], axis=3)
 
     def _em_step(self, y, x):
         """One EM iteration; y: (re, im) of (batch, frames, bins, channels, sources), x: (re, im) of
@@ -520,12 +561,7 @@ class WienerFilter(Float32Layer):
         # Spatial covariance R_j[c, d] = Σ_t y_c conj(y_d) / Σ_t v_j, shape (batch, bins, sources, c, d).
         cov_re = tf.einsum("btfcs,btfds->bfscd", y_re, y_re) + tf.einsum("btfcs,btfds->bfscd", y_im, y_im)
         cov_im = tf.einsum("btfcs,btfds->bfscd", y_im, y_re) - tf.einsum("btfcs,btfds->bfscd", y_re, y_im)
-        weight = self.eps + _trailing(tf.reduce_sum(psd, axis=1), 2)  # (batch, bins, sources, 1, 1)
-        # weight >= eps > 0 in float32, and the division is plain. A TFLite file with float16 weights stores eps as
-        # 0: a source silent in a bin all window long (a ReLU mask's zeros) has weight 0 and covariance 0 there,
-        # and gets R = 0 / 1 = 0, as in float32, not 0 / 0. (tf.math.divide_no_nan's TFLite form fails to
-        # prepare at dynamic shapes.)
-        weight = tf.where(tf.equal(weight, 0.0), 1.0, weight)
+        weight = _trailing(self._covariance_weight(psd), 2)  # (batch, bins, sources, 1, 1)
         r_re, r_im = cov_re / weight, cov_im / weight
         # Mixture covariance Cxx = √eps I + Σ_j v_j R_j, shape (batch, frames, bins, c, d).
         cxx_re = tf.einsum("btfs,bfscd->btfcd", psd, r_re)

@@ -8,6 +8,7 @@
 """
 
 import inspect
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -295,32 +296,70 @@ def reconfigure(model, **changes):
     if not changes:
         return model
     rebuilt = SeparationModel.from_config({**model.get_config(), **changes})
-    rebuilt.set_weights(model.get_weights())
+    if [weight.shape for weight in rebuilt.weights] != [weight.shape for weight in model.weights]:
+        raise ValueError(f"the changes {sorted(changes)} change the model's weights")
+    for new, old in zip(rebuilt.weights, model.weights):  # variable to variable: no copy of all weights at once
+        new.assign(old)
     return rebuilt
 
 
-def inference_model(model, **changes):
-    """`reconfigure(model, **changes)` in the spectral form that TensorFlow runs fastest without XLA (`bitcast`).
-
-    A model in the `builtin` form (as for TFLite) keeps it. Same weights, same stems.
-    """
-    if model.get_config()["inverse_fft"] == "signal":
+def inference_changes(config, cpu=False, **changes):
+    """`changes` and those that put a model of `config` (`get_config()`) in the spectral form TensorFlow runs fastest
+    without XLA (`bitcast`; a model in the `builtin` form, as for TFLite, keeps it), and with `cpu`, in the
+    network's form that a CPU runs fastest (`networks.cpu_options`)."""
+    if config.get("inverse_fft", "signal") == "signal":
         changes["inverse_fft"] = "bitcast"
-    return reconfigure(model, **changes)
+    if cpu:
+        changes["network"] = networks.cpu_options(config["architecture"], config.get("network", {}))
+    return changes
 
 
-def load_model(path):
+def inference_model(model, cpu=False, **changes):
+    """`reconfigure(model, **changes)` in TensorFlow's fastest form (`inference_changes`). Same weights, same stems."""
+    return reconfigure(model, **inference_changes(model.get_config(), cpu, **changes))
+
+
+def stored_config(path):
+    """The SeparationModel config (`get_config()`) in the `.keras` file `path`, read without building anything.
+    Raises ValueError, naming the file, for anything else."""
+    not_ours = f"{path}: not a .keras model file with a tfsep model's config"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            stored = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        raise ValueError(not_ours) from None
+    if not isinstance(stored, dict) or stored.get("registered_name") != "tfsep>SeparationModel" or \
+            not isinstance(stored.get("config"), dict):
+        raise ValueError(not_ours)
+    return stored["config"]
+
+
+def load_model(path, **changes):
     """Load a `.keras` file saved from a `SeparationModel`, with Keras's `safe_mode=True`.
 
     Only `.keras` zip files are read (Keras's safe mode guards that format, not legacy
     HDF5), and nothing in them runs as code: a Lambda layer or a class that is neither
     Keras's nor tfsep's is refused. Raises FileNotFoundError if there is no such file and
     ValueError, in one line naming the file, for anything else that is not a tfsep model.
+
+    With `changes` (weightless options, as `reconfigure` takes), the model is built from the file's config
+    (`stored_config`: tfsep's options, nothing Keras deserialises) with them, and the file's weights are loaded
+    into it: `reconfigure(load_model(path), **changes)` without building the stored form first, whose freed
+    weights a process keeps (umxhq: 143 MB).
     """
     path = Path(path)
     files.check_regular_file(path, missing="no such model file")
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .keras model file (tfsep loads only Keras 3 .keras zip files)")
+    if changes:
+        config = stored_config(path)
+        model = SeparationModel.from_config({**config, **{key: value for key, value in changes.items()
+                                                           if value is not None}})
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError, OSError) as error:
+            raise ValueError(f"{path}: not a loadable tfsep model ({str(error).splitlines()[0][:200]})") from None
+        return model
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:

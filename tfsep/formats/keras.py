@@ -1,8 +1,6 @@
 """A `.keras` file saved from a SeparationModel: described from its config, run as one traced `tf.function`,
 written with Keras's own `save`."""
 
-import json
-import zipfile
 from pathlib import Path
 
 from tfsep import files
@@ -11,27 +9,26 @@ from tfsep.backends import Backend, asked
 
 def describe(path):
     """The model's description from the archive's config.json, without building it."""
-    from tfsep.models import describe_config
+    from tfsep.models import describe_config, stored_config
 
     files.check_regular_file(path, missing="no such model file")
-    not_ours = f"{path}: not a .keras model file with a tfsep model's config"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))["config"]
-    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError):
-        raise ValueError(not_ours) from None
+    config = stored_config(path)
     try:
         return describe_config(config)
     except ValueError as error:  # an option out of its range, or unknown: the message names it
         raise ValueError(f"{path}: {error}") from None
     except (KeyError, TypeError, AttributeError):
-        raise ValueError(not_ours) from None
+        raise ValueError(f"{path}: not a .keras model file with a tfsep model's config") from None
 
 
 def open(path, description, threads, options):  # noqa: A001 (the formats interface)
-    from tfsep.models import load_model
+    """A KerasBackend of the file `path`, built in its inference form (`models.inference_changes`) from the start."""
+    import tensorflow as tf
 
-    return KerasBackend(load_model(path), **options)
+    from tfsep.models import inference_changes, load_model, stored_config
+
+    cpu = not tf.config.list_physical_devices("GPU")
+    return KerasBackend(load_model(path, **inference_changes(stored_config(path), cpu, **asked(options))), **options)
 
 
 def write(model, path):
@@ -42,7 +39,8 @@ def write(model, path):
 
 
 class KerasBackend(Backend):
-    """A SeparationModel run as one traced `tf.function`, in its fastest TensorFlow form (`models.inference_model`).
+    """A SeparationModel run as one traced `tf.function`, in the form TensorFlow runs fastest on the devices at hand
+    (`models.inference_model`).
 
     Args:
         model: a SeparationModel.
@@ -55,7 +53,7 @@ class KerasBackend(Backend):
 
         from tfsep.models import chunk_model, describe, inference_model
 
-        self.model = inference_model(model, **asked(options))
+        self.model = inference_model(model, cpu=not tf.config.list_physical_devices("GPU"), **asked(options))
         self.description = describe(self.model)
         form = chunk_model(self.model) if self.description["segment_frames"] else self.model
         spec = tf.TensorSpec((None, None, self.description["channels"]), tf.float32)

@@ -65,3 +65,8 @@ def segment_frames(architecture, options):
 def tflite_options(architecture, options):
     """The network's `options` as the TFLite export builds it: the same weights, in ops TFLite converts."""
     return {**options, **network(architecture).tflite_options}
+
+
+def cpu_options(architecture, options):
+    """The network's `options` as TensorFlow runs it fastest on a CPU: the same weights, in faster ops there."""
+    return {**options, **network(architecture).cpu_options}

@@ -26,6 +26,8 @@ class Network:
             or None where that reach is unbounded or not shift-equivariant.
         segment_frames: options -> the length of the independent segments it cuts frames into, or None.
         tflite_options: options the TFLite export sets (the same weights in a form TFLite converts).
+        cpu_options: options that TensorFlow's inference on a CPU sets (the same weights in a form a CPU runs
+            faster).
     """
 
     build: Callable
@@ -34,6 +36,7 @@ class Network:
     receptive_field: Callable = lambda options: None
     segment_frames: Callable = lambda options: None
     tflite_options: dict = dataclasses.field(default_factory=dict)
+    cpu_options: dict = dataclasses.field(default_factory=dict)
 
     def options(self):
         """{name: default} of the keyword options that `build` takes."""

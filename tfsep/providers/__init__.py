@@ -96,7 +96,7 @@ def provider(kind):
 
 def resolve(spec=None, log=None):
     """The local model file for `spec`: the shipped model for None or `band`, a provider's `KIND:NAME` model from
-    the cache (fetched on first use), else Path(spec)."""
+    the cache (fetched on first use, and again where the cached file is damaged), else Path(spec)."""
     if spec is None or spec == SHIPPED:
         path = shipped_model()
         if not path.is_file():
@@ -106,9 +106,24 @@ def resolve(spec=None, log=None):
         return Path(spec)
     kind, _, name = ALIASES.get(spec, spec).partition(":")
     target = home() / "models" / f"{kind}-{name}.keras"
+    log = log or _stderr
+    if target.is_file() and not _readable(target):
+        log(f"{target}: the cached {kind}:{name} is damaged (not a tfsep .keras file); deleting it and fetching "
+            f"{kind}:{name} again")
+        target.unlink()
     if not target.is_file():
-        provider(kind).fetch(name, target, log or _stderr)
+        provider(kind).fetch(name, target, log)
     return target
+
+
+def _readable(path):
+    """Whether the cached `path` is a whole .keras archive with a tfsep model's config: a cut or overwritten file
+    (its zip directory, at the end, gone) is not."""
+    try:
+        formats.describe(path)
+    except ValueError:
+        return False
+    return True
 
 
 def catalog():

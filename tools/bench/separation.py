@@ -23,13 +23,13 @@ def set_threads(threads):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def separate_run(path=None, seconds=60.0, threads=2, amplitude=0.5):
-    """A zero-argument callable: `Separator.load(path, threads=threads).separate` of `seconds` of stereo 44.1 kHz
-    noise, with its default chunks, what `tfsep separate` runs (`path` None: the shipped model, in its TFLite form
-    where LiteRT is installed; a `.tflite` path runs in LiteRT)."""
+def separate_run(path=None, seconds=60.0, threads=2, amplitude=0.5, **options):
+    """A zero-argument callable: `Separator.load(path, threads=threads, **options).separate` of `seconds` of stereo
+    44.1 kHz noise, by default with its default chunks, what `tfsep separate` runs (`path` None: the shipped model,
+    in its TFLite form where LiteRT is installed; a `.tflite` path runs in LiteRT)."""
     from tfsep.separate import Separator
 
-    separator = Separator.load(path, threads=threads)
+    separator = Separator.load(path, threads=threads, **options)
     mixture = noise(seconds, amplitude)
     return lambda: separator.separate(mixture, RATE)
 
