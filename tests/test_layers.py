@@ -303,18 +303,6 @@ def test_wiener_one_iteration_matches_numpy_reference(channels, rng):
     assert np.abs(reference - y).max() > 1e-2  # the step changed the estimates
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_wiener_windows_are_filtered_each_on_its_own_compiled_or_not(compiled, rng):
-    x, y, x_in, y_in = wiener_inputs(rng, channels=2, frames=7)
-    windows = np.concatenate([numpy_wiener_step(y[:4], x[:4]), numpy_wiener_step(y[4:], x[4:])])
-    out = as_complex(WienerFilter(1, window=4, compiled=compiled)([y_in, x_in]))[0]
-    np.testing.assert_allclose(out, windows, rtol=1e-3, atol=1e-4)
-    # A signal shorter than a window is one window (compiled: padded with silent frames to a whole window).
-    out = as_complex(WienerFilter(1, window=10, compiled=compiled)([y_in, x_in]))[0]
-    np.testing.assert_allclose(out, numpy_wiener_step(y, x), rtol=1e-3, atol=1e-4)
-    assert WienerFilter.from_config(WienerFilter(1, compiled=compiled).get_config()).compiled == compiled
-
-
 def test_wiener_scales_loud_spectra_without_changing_the_result(rng):
     x, y, x_in, y_in = wiener_inputs(rng, channels=2)
     loud = as_complex(WienerFilter(1)([1000 * y_in, 1000 * x_in]))[0] / 1000

@@ -460,17 +460,13 @@ class WienerFilter(Float32Layer):
         relative_load: the diagonal loading of the mixture covariance relative to its mean
             eigenvalue, on top of √eps (`_regularized_inverse`); 0 loads by √eps alone, as
             norbert and Open-Unmix do.
-        compiled: run the iterations compiled by XLA, TensorFlow's inference form on a CPU (some
-            2.5× faster: XLA fuses the element-wise ops, each of which reads and writes whole
-            spectra otherwise), on windows of whole `window` frames, so that XLA compiles once
-            per number of windows rather than once per length; not for TFLite.
 
     Inputs: [stem spectra (batch, frames, bins, channels, sources, 2), spectrum (batch, frames, bins, channels, 2)].
     Output: stem spectra, same shape.
     """
 
     def __init__(self, iterations=0, eps=1e-10, scale_factor=10.0, window=None, relative_load=RELATIVE_LOAD,
-                 compiled=False, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(iterations, int) or isinstance(iterations, bool) or not 0 <= iterations <= MAX_ITERATIONS:
             raise ValueError(f"Wiener iterations must be an integer from 0 to {MAX_ITERATIONS}, got {iterations!r}")
@@ -483,28 +479,27 @@ class WienerFilter(Float32Layer):
         self.scale_factor = scale_factor
         self.window = window
         self.relative_load = relative_load
-        self.compiled = compiled
 
     def call(self, inputs):
         stems, spectrum = inputs
         if self.iterations == 0:
             return stems
-        filtered = tf.function(self._filtered, jit_compile=True) if self.compiled else self._filtered
         if self.window is None:
-            return filtered(stems, spectrum)
+            return self._filtered(stems, spectrum)
         # Windows of frames as batch items: (batch · windows, window, ...), the last one padded with silent
         # frames, which add nothing to a window's peak, densities or covariances and come out silent. A signal
-        # shorter than a window is one window of its own length, but for XLA (`compiled`).
+        # shorter than a window is one window of its own length.
         # The padding and the crop move frames of (batch, frames, everything else) views: TFLite's PAD and
         # STRIDED_SLICE builtins take at most 5 axes, the stem spectra have 6.
         batch, frames = tf.shape(stems)[0], tf.shape(stems)[1]
-        window = self.window if self.compiled else tf.minimum(self.window, tf.maximum(frames, 1))
+        window = tf.minimum(self.window, tf.maximum(frames, 1))
         count = (frames + window - 1) // window
         pad = [[0, 0], [0, count * window - frames], [0, 0]]
         stems_padded = tf.pad(tf.reshape(stems, [batch, frames, -1]), pad)
         spectrum_padded = tf.pad(tf.reshape(spectrum, [batch, frames, -1]), pad)
-        windows = filtered(_fold_windows(stems_padded, window, stems), _fold_windows(spectrum_padded, window, spectrum))
-        filtered = tf.reshape(windows, [batch, count * window, -1])[:, :frames]
+        filtered = self._filtered(_fold_windows(stems_padded, window, stems),
+                                  _fold_windows(spectrum_padded, window, spectrum))
+        filtered = tf.reshape(filtered, [batch, count * window, -1])[:, :frames]
         return _dims_reshape(filtered, [batch, frames], stems)
 
     def _filtered(self, stems, spectrum):
@@ -587,7 +582,7 @@ class WienerFilter(Float32Layer):
 
     def get_config(self):
         config = {"iterations": self.iterations, "eps": self.eps, "scale_factor": self.scale_factor,
-                  "window": self.window, "relative_load": self.relative_load, "compiled": self.compiled}
+                  "window": self.window, "relative_load": self.relative_load}
         return {**super().get_config(), **config}
 
 

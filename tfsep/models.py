@@ -98,8 +98,6 @@ class SeparationModel(keras.Model):
         wiener_relative_load: the Wiener filter's diagonal loading of the mixture covariance
             relative to its mean eigenvalue (`layers.RELATIVE_LOAD`, 1e-4); 0 loads by √eps
             alone, as Open-Unmix and norbert do.
-        wiener_compiled: the Wiener iterations compiled by XLA (`layers.WienerFilter`'s `compiled`):
-            TensorFlow's inference form on a CPU, which `inference_model` sets; not for TFLite.
         griffin_lim_iterations: Griffin-Lim iterations after that, started from the mixture's
             phase (`layers.GriffinLim`); 0 keeps the mixture's phase.
         mixture_consistent: stems that sum to the mixture, each taking an equal share of the
@@ -130,7 +128,6 @@ class SeparationModel(keras.Model):
         wiener_iterations=0,
         wiener_window=None,
         wiener_relative_load=RELATIVE_LOAD,
-        wiener_compiled=False,
         griffin_lim_iterations=0,
         mixture_consistent=False,
         inverse_fft="signal",
@@ -158,7 +155,7 @@ class SeparationModel(keras.Model):
         masks = ExtendMasks(mask_extension, name="extend_masks")([masks, magnitude])
         stem_spectra = ApplyMasks(bitcast, name="apply_masks")([masks, spectrum])
         stem_spectra = WienerFilter(wiener_iterations, window=wiener_window, relative_load=wiener_relative_load,
-                                    compiled=wiener_compiled, name="wiener")([stem_spectra, spectrum])
+                                    name="wiener")([stem_spectra, spectrum])
         stem_spectra = GriffinLim(n_fft, hop, window, framing, griffin_lim_iterations, inverse_fft,
                                   name="griffin_lim")([stem_spectra, mixture])
         stems = InverseSTFT(n_fft, hop, window, framing, inverse_fft, name="istft")([stem_spectra, mixture])
@@ -182,7 +179,6 @@ class SeparationModel(keras.Model):
             "wiener_iterations": wiener_iterations,
             "wiener_window": wiener_window,
             "wiener_relative_load": wiener_relative_load,
-            "wiener_compiled": wiener_compiled,
             "griffin_lim_iterations": griffin_lim_iterations,
             "mixture_consistent": bool(mixture_consistent),
             "inverse_fft": inverse_fft,
@@ -310,12 +306,11 @@ def reconfigure(model, **changes):
 def inference_changes(config, cpu=False, **changes):
     """`changes` and those that put a model of `config` (`get_config()`) in the spectral form TensorFlow runs fastest
     without XLA (`bitcast`; a model in the `builtin` form, as for TFLite, keeps it), and with `cpu`, in the
-    network's form that a CPU runs fastest (`networks.cpu_options`), with the Wiener iterations compiled by XLA."""
+    network's form that a CPU runs fastest (`networks.cpu_options`)."""
     if config.get("inverse_fft", "signal") == "signal":
         changes["inverse_fft"] = "bitcast"
     if cpu:
         changes["network"] = networks.cpu_options(config["architecture"], config.get("network", {}))
-        changes["wiener_compiled"] = True
     return changes
 
 

@@ -35,7 +35,7 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     config = model.get_config()
     changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations,
-               "mixture_consistent": mixture_consistent, "inverse_fft": "builtin", "wiener_compiled": False}
+               "mixture_consistent": mixture_consistent, "inverse_fft": "builtin"}
     changes["network"] = networks.tflite_options(config["architecture"], config["network"])
     model = reconfigure(model, **changes)
     description = {**exported_description(model), "quantize": quantize}
