@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "saved_models" / "band" / "MODEL_CARD.md"]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "saved_models" / "band" / "MODEL_CARD.md"]
 BLOCKS = [(page, k, block) for page in PAGES
           for k, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))]
 TAG = re.compile(r"#\s*\[([^\]]+)\]")

@@ -4,7 +4,7 @@ Called by `tools/train_openunmix.py`; not a tfsep module (it imports torch and o
 
     .venv-openunmix/bin/python tools/openunmix_recipe.py train ROOT OUT --minutes M
     .venv-openunmix/bin/python tools/openunmix_recipe.py separate ROOT OUT ESTIMATES --niter N
-    .venv-openunmix/bin/python tools/openunmix_recipe.py bench --niter N --seconds S
+    .venv-openunmix/bin/python tools/openunmix_recipe.py bench --niter N --seconds S [--weights TARGET.pth ...]
 
 `train` follows Open-Unmix 1.3's `scripts/train.py` with its MUSDB18 data set defaults,
 on a MUSDB18-HQ-like tree (ROOT/train, ROOT/valid with one wav per source): one model per
@@ -22,7 +22,9 @@ recorded beside it, since other work on the machine slows the run down.
 (`niter` 0: soft masks; 1: its default Wiener step), for `tfsep evaluate --estimates`.
 
 `bench` is a timing worker for `tools/bench_peers.py`: openunmix's `umxhq` Separator with
-random weights (pretrained ones cannot be downloaded here) on S seconds of stereo noise.
+random weights (pretrained ones cannot be downloaded here) on S seconds of stereo noise; with
+`--weights`, each target's state dict is loaded from its file (the target is the name before
+the first `-` or `.`), so that tfsep's conversion of the same files can be timed beside it.
 It prints "ready" after a warm-up separation, then one time in seconds per "run" line on
 stdin, and its peak RSS in bytes on "stop".
 """
@@ -186,6 +188,9 @@ def run_bench(args):
 
     torch.set_num_threads(args.threads)
     separator = openunmix.umxhq(niter=args.niter, pretrained=False, device="cpu")
+    for path in args.weights:
+        target = Path(path).name.replace(".", "-").split("-")[0]
+        separator.target_models[target].load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     separator.freeze()
     mixture = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 2, int(args.seconds * RATE)))
                                .astype(np.float32))
@@ -208,6 +213,7 @@ def main():
     bench = commands.add_parser("bench")
     bench.add_argument("--niter", type=int, default=1)
     bench.add_argument("--seconds", type=float, default=60.0)
+    bench.add_argument("--weights", nargs="*", default=[], help="TARGET.pth state dicts to load (random otherwise)")
     for command in (train, separate, bench):
         command.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
