@@ -352,7 +352,10 @@ def load_model(path, **changes):
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .keras model file (tfsep loads only Keras 3 .keras zip files)")
     if changes:
-        config = stored_config(path)
+        try:
+            config = stored_config(path)
+        except ValueError:  # loading it says precisely why it is not a tfsep model
+            return reconfigure(load_model(path), **changes)
         model = SeparationModel.from_config({**config, **{key: value for key, value in changes.items()
                                                            if value is not None}})
         try:

@@ -9,10 +9,14 @@ from tfsep.backends import Backend, asked
 
 def describe(path):
     """The model's description from the archive's config.json, without building it."""
-    from tfsep.models import describe_config, stored_config
+    from tfsep.models import describe_config, load_model, stored_config
 
     files.check_regular_file(path, missing="no such model file")
-    config = stored_config(path)
+    try:
+        config = stored_config(path)
+    except ValueError:
+        load_model(path)  # says precisely why it is not a tfsep model: a Lambda layer, a foreign class, ...
+        raise
     try:
         return describe_config(config)
     except ValueError as error:  # an option out of its range, or unknown: the message names it
