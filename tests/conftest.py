@@ -106,6 +106,25 @@ def tiny_config(root, output, **sections):
     return config
 
 
+def train_killed_after_two_epochs(config, monkeypatch):
+    """Train `config` (4 epochs or more) until the second epoch's backup is written, then stop as a killed run
+    does (KeyboardInterrupt): the run folder is left as one killed after 2 epochs."""
+    from tfsep import train as training
+    from tfsep.callbacks import RunBackup
+
+    backup = RunBackup.on_epoch_end
+
+    def stopped_after_two(self, epoch, logs=None):
+        backup(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunBackup, "on_epoch_end", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config)
+    monkeypatch.undo()
+
+
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory):
     """A rendered band set of three tracks at 44.1 kHz, for the training tests."""

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, train_killed_after_two_epochs
 
 from tfsep import config as configuration
 from tfsep import train as training
@@ -339,7 +339,6 @@ def test_fine_tuning_from_a_converted_open_unmix_model_resumes_and_loads(rendere
 
     import tfsep
     from tfsep import providers
-    from tfsep.callbacks import RunBackup
 
     start = providers.convert("openunmix", tiny_files(tmp_path / "umx", SOURCES, hidden=16, bins=1487,
                                                       output_bins=2049, layers=1))
@@ -348,17 +347,7 @@ def test_fine_tuning_from_a_converted_open_unmix_model_resumes_and_loads(rendere
     config = tiny_config(rendered, run, data={"sample_rate": 44100, "chunk_seconds": 0.5, "batch_size": 2,
                                               "steps_per_epoch": 2, "validation_batches": 1},
                          model={"init": str(tmp_path / "start.keras")}, schedule={"epochs": 4})
-    backup = RunBackup.on_epoch_end
-
-    def stopped_after_two(self, epoch, logs=None):
-        backup(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
-
-    monkeypatch.setattr(RunBackup, "on_epoch_end", stopped_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(config)
-    monkeypatch.undo()
+    train_killed_after_two_epochs(config, monkeypatch)
     assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 2  # epochs done
     history = training.train(config)
     assert history.epoch == [2, 3] and np.isfinite(history.history["loss"]).all()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
-from conftest import run_tfsep, tiny_config
+from conftest import run_tfsep, tiny_config, train_killed_after_two_epochs
 
 import tfsep
 from tfsep import config as configuration
@@ -236,17 +236,7 @@ def test_corrupt_checkpoints_stop_the_run_with_one_line_and_it_goes_on_once_remo
                                                                                      monkeypatch):
     run = tmp_path / "run"
     config = tiny_config(rendered, run, schedule={"epochs": 4})
-    backup = RunBackup.on_epoch_end
-
-    def stop_after_two(self, epoch, logs=None):
-        backup(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt  # the folder is left as a run killed after 2 of 4 epochs
-
-    monkeypatch.setattr(RunBackup, "on_epoch_end", stop_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(config)
-    monkeypatch.undo()
+    train_killed_after_two_epochs(config, monkeypatch)
     shutil.copytree(run, tmp_path / "good")
     cases = {
         "backup/latest.weights.h5": r"backup: the backup of this run is unreadable \(.+\); delete that folder",
