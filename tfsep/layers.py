@@ -536,7 +536,8 @@ class WienerFilter(Float32Layer):
         weight = tf.expand_dims(self._covariance_weight(psd), 1)
         r00, r11, r01_re, r01_im = (tf.reduce_sum(product, axis=1, keepdims=True) / weight for product in
                                     (power0, power1, y0_re * y1_re + y0_im * y1_im, y0_im * y1_re - y0_re * y1_im))
-        # Cxx = λ I + Σ_j v_j R_j and its inverse in closed form, (batch, frames, bins, 1) each.
+        # Cxx = λ I + Σ_j v_j R_j, loaded as `_regularized_inverse` explains, and its inverse in closed form,
+        # (batch, frames, bins, 1) each.
         a, d, b_re, b_im = (tf.reduce_sum(psd * r, axis=3, keepdims=True) for r in (r00, r11, r01_re, r01_im))
         load = np.sqrt(self.eps) + self.relative_load * (a + d) / 2.0
         a, d = a + load, d + load
@@ -667,23 +668,16 @@ def _regularized_inverse(c_re, c_im, eps, relative_load=RELATIVE_LOAD):
     λ = eps + relative_load · tr(C) / c. Sources that are panned copies of a mono signal make
     C (nearly) rank one, and float32 rounding of its determinant then swamps a fixed eps;
     loading relative to C's scale (RELATIVE_LOAD) keeps the inverse accurate (and costs at most
-    ~1e-4 of the estimate); 0 loads by eps alone, as norbert and Open-Unmix do. Closed forms
-    for 1 and 2 channels, which export to TFLite builtins; a real 2c × 2c embedding
-    [[Re, -Im], [Im, Re]] for more.
+    ~1e-4 of the estimate); 0 loads by eps alone, as norbert and Open-Unmix do. A closed form
+    for 1 channel, which exports to TFLite builtins; a real 2c × 2c embedding [[Re, -Im],
+    [Im, Re]] for more. (2 channels never come here: `WienerFilter._stereo_em_step` applies the
+    same loaded inverse in closed form.)
     """
     channels = c_re.shape[-1]
     trace = tf.reduce_sum(c_re * tf.eye(channels, dtype=c_re.dtype), axis=[-2, -1])  # no MatrixDiagPart in TFLite
     load = eps + relative_load * trace / channels
     if channels == 1:
         return 1.0 / (_trailing(load, 2) + c_re), tf.zeros_like(c_im)
-    if channels == 2:
-        a, d = c_re[..., 0, 0] + load, c_re[..., 1, 1] + load  # real diagonal
-        b_re, b_im = c_re[..., 0, 1], c_im[..., 0, 1]  # C[1, 0] = conj(C[0, 1])
-        det = _trailing(a * d - b_re * b_re - b_im * b_im, 2)
-        zeros = tf.zeros_like(b_im)
-        inv_re = tf.stack([tf.stack([d, -b_re], -1), tf.stack([-b_re, a], -1)], -2) / det
-        inv_im = tf.stack([tf.stack([zeros, -b_im], -1), tf.stack([b_im, zeros], -1)], -2) / det
-        return inv_re, inv_im
     loaded = c_re + tf.eye(channels, dtype=c_re.dtype) * _trailing(load, 2)
     embedded = tf.concat([tf.concat([loaded, -c_im], -1), tf.concat([c_im, loaded], -1)], -2)
     inverse = tf.linalg.inv(embedded)
