@@ -125,5 +125,5 @@ def test_the_architecture_page_names_only_modules_and_entries_that_exist():
     paths -= {"tfsep/formats/web.py", "tfsep/providers/openunmix.py"}  # the worked examples the next issues add
     assert len(paths) >= 2 and not [path for path in paths if not (ROOT / path).is_file()]
     assert set(networks.NETWORKS) == {"umx", "unet", "bandconv"} and "bandconv" in page
-    assert set(formats.FORMATS) == {"keras", "savedmodel", "tflite"}
+    assert set(formats.FORMATS) == {"keras", "savedmodel", "tflite", "web"}
     assert set(providers.PROVIDERS) == {"spleeter", "openunmix"}

@@ -59,7 +59,7 @@ def _needs_tensorflow(args):
     shipped one runs where LiteRT is installed), which starts in a fraction of a second without it."""
     if args.command in ("render-dataset", "models"):
         return False
-    return args.command != "separate" or formats.format_of(args.model_file) != "tflite"
+    return args.command != "separate" or formats.format_of(args.model_file) not in ("tflite", "web")
 
 
 def run_separate(args):
@@ -182,7 +182,7 @@ def run_models(args):
 EXPORT_OPTIONS = {"quantize": "--quantize", "block_seconds": "--stream-block", "context_seconds": "--stream-context",
                   "version": "--version", "chunk_seconds": "--chunk", "max_seconds": "--max-seconds",
                   "wiener_iterations": "--wiener", "griffin_lim_iterations": "--griffin-lim",
-                  "mixture_consistent": "--consistent"}
+                  "mixture_consistent": "--consistent", "runtime_url": "--runtime-url"}
 
 
 def run_export(args):
@@ -198,6 +198,9 @@ def run_export(args):
         raise ValueError(f"{args.output}: is the model being exported; choose another --output")
     if args.format != "savedmodel" and args.output.exists() and not args.overwrite:  # (a version folder: refused)
         raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
+    if args.format == "web":  # the page names the model as the user did: band, or run/model.keras's folder
+        given["name"] = Path(str(args.model)).parent.name if Path(str(args.model)).stem == "model" else \
+            Path(str(args.model)).stem
     target = formats.write(args.format, load_model(source), args.output, **given)
     print(f"exported {args.model} to {target} ({_export_summary(args.format, target, given)})")
     return 0
@@ -206,6 +209,10 @@ def run_export(args):
 def _export_summary(form, target, given):
     if form == "savedmodel":
         return "signatures serving_default, chunk, metadata"
+    if form == "web":
+        config = json.loads((target / "model.json").read_text())
+        return (f"a page with LiteRT.js and a model of {config['chunk_samples'] / config['sample_rate']:g} s chunks; "
+                f"serve it with: python {target / 'serve.py'}")
     quantize = given.get("quantize", "none")
     weights = {"none": "float32", "float16": "float16", "dynamic-int8": "dynamic-range int8"}[quantize]
     return (f"{target.stat().st_size / 2**20:.1f} MiB, {weights} weights, "
@@ -324,18 +331,20 @@ def build_parser():
     evaluate.set_defaults(run=run_evaluate)
 
     export = commands.add_parser(
-        "export", help="export a model for serving (TF Serving) or devices (TFLite)",
-        description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/, or as a "
-        "TFLite file OUTPUT with builtin ops only.",
+        "export", help="export a model for serving (TF Serving), devices (TFLite) or the browser (web)",
+        description="Export a .keras model as a SavedModel in TF Serving's layout, OUTPUT/<version>/, as a "
+        "TFLite file OUTPUT with builtin ops only, or as a folder OUTPUT that a static host serves: a page that "
+        "separates songs in the browser with LiteRT.js (docs/web.md).",
     )
     export.add_argument("model", metavar="MODEL",
                         help="a .keras model or a name: band (the shipped model), spleeter:2stems")
     export.add_argument("--format", choices=formats.EXPORTS, default="savedmodel")
     export.add_argument("--output", type=Path, required=True,
-                        help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file")
+                        help="savedmodel: model folder, the export goes into OUTPUT/<version>; tflite: the file; "
+                        "web: the folder")
     export.add_argument("--quantize", choices=names.QUANTIZATIONS, help="tflite: weight quantisation (none)")
     export.add_argument("--version", type=int, help="savedmodel: model version folder, a positive integer (1)")
-    export.add_argument("--overwrite", action="store_true", help="tflite: replace an existing file")
+    export.add_argument("--overwrite", action="store_true", help="tflite, web: replace an existing file or folder")
     export.add_argument("--chunk", type=float, help="savedmodel: chunk length of the chunk signature, seconds (10)")
     export.add_argument("--wiener", type=int, metavar="N", help="Wiener EM iterations in the exported graph")
     export.add_argument("--consistent", action=argparse.BooleanOptionalAction,
@@ -348,6 +357,9 @@ def build_parser():
     export.add_argument("--stream-context", type=float, metavar="SECONDS",
                         help="tflite streaming: context on each side of a block, which is also the latency "
                         "(default: the network's receptive field, exact away from the start)")
+    export.add_argument("--runtime-url", metavar="URL",
+                        help="web: the npm registry (or a mirror of its paths) to fetch LiteRT.js from, verified "
+                        "by npm's integrity hash (https://registry.npmjs.org)")
     export.set_defaults(run=run_export)
 
     convert = commands.add_parser(

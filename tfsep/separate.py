@@ -122,6 +122,10 @@ class Separator:
         self.channels = self.description["channels"]
         self.plan = chunking.chunk_plan(self.description, chunk_seconds, overlap_seconds)
         self.batch_size = batch_size
+        fixed = self.description.get("fixed_samples")  # a fixed-shape TFLite file's one chunk length
+        if fixed and self.plan.chunk > fixed:
+            raise ValueError(f"chunks of {chunk_seconds} s exceed this model's fixed length of "
+                             f"{fixed / self.sample_rate:g} s; choose a chunk of at most that")
         limit = self.description.get("max_samples")  # a SavedModel's limit per request
         if limit and self.plan.chunk > limit:
             raise ValueError(f"chunks of {chunk_seconds} s exceed this SavedModel's limit of "

@@ -2,7 +2,8 @@
 
 - `keras`: a `.keras` file saved from a SeparationModel (training, `tfsep convert`, providers);
 - `savedmodel`: a TF Serving version folder (`tfsep export --format savedmodel`);
-- `tflite`: a `.tflite` file with builtin ops only, whole clips or streaming, run in LiteRT.
+- `tflite`: a `.tflite` file with builtin ops only, whole clips or streaming, run in LiteRT;
+- `web`: a folder for the browser: a fixed-shape `.tflite`, the page and LiteRT.js (`tfsep export --format web`).
 
 Each module offers:
 
@@ -29,16 +30,19 @@ from pathlib import Path
 
 from tfsep import backends
 
-FORMATS = ("keras", "savedmodel", "tflite")  # the modules here
-EXPORTS = ("savedmodel", "tflite")  # the forms that `tfsep export` writes
+FORMATS = ("keras", "savedmodel", "tflite", "web")  # the modules here
+EXPORTS = ("savedmodel", "tflite", "web")  # the forms that `tfsep export` writes
 
 
 def format_of(path):
-    """The form of the model at `path`: `tflite` by its suffix, `savedmodel` for a folder, else `keras`."""
+    """The form of the model at `path`: `tflite` by its suffix, `web` for a folder with the page's model.json,
+    `savedmodel` for another folder, else `keras`."""
     path = Path(path)
     if path.suffix.lower() == ".tflite":
         return "tflite"
-    return "savedmodel" if path.is_dir() else "keras"
+    if path.is_dir():
+        return "web" if (path / "model.json").is_file() else "savedmodel"
+    return "keras"
 
 
 def module(form):

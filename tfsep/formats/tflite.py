@@ -109,7 +109,10 @@ class LiteRTBackend(Backend):
     (`workers`: calls that may run at once from different threads). The file's weightless
     options (`backends.OPTIONS`) were fixed at export; asking for others raises ValueError, as
     does the streaming form. A model that cuts frames into segments runs the file's `chunk`
-    signature, its `valid` form.
+    signature, its `valid` form. A fixed-shape file (`fixed_samples` in its description, the
+    web export's) takes one chunk of exactly that length: each shorter chunk is given to it
+    zero-padded at the end, one at a time, and its stems are cropped to the chunk; the browser
+    page does the same.
     """
 
     def __init__(self, path, description, threads=2, **options):
@@ -123,7 +126,8 @@ class LiteRTBackend(Backend):
         signature = "chunk" if description.get("segment_frames") else "serving_default"
         self.workers = max(1, int(threads))
         self._runners = queue.SimpleQueue()
-        warm_up = np.zeros((1, 2 * description["n_fft"], description["channels"]), np.float32)
+        self.fixed = description.get("fixed_samples")
+        warm_up = np.zeros((1, self.fixed or 2 * description["n_fft"], description["channels"]), np.float32)
         try:
             for _ in range(self.workers):
                 runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner(signature)
@@ -135,8 +139,19 @@ class LiteRTBackend(Backend):
         self.description = description
 
     def __call__(self, batch):
+        """{source: (batch, samples, channels)} stems of the float32 (batch, samples, channels) `batch`."""
         runner = self._runners.get()
         try:
-            return runner(waveform=batch)
+            if not self.fixed:
+                return runner(waveform=batch)
+            samples = batch.shape[1]
+            if samples > self.fixed:
+                raise ValueError(f"chunks of {samples} samples exceed this model's fixed {self.fixed}")
+            padded = np.zeros((1, self.fixed, batch.shape[2]), np.float32)
+            rows = []
+            for row in batch:
+                padded[0, :samples] = row
+                rows.append(runner(waveform=padded))
+            return {source: np.concatenate([row[source][:, :samples] for row in rows]) for source in rows[0]}
         finally:
             self._runners.put(runner)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfsep import files, networks, quiet
 from tfsep._keras import keras
+from tfsep.chunking import chunk_plan
 from tfsep.formats import exported_description, flatbuffer
 from tfsep.formats.tflite import METADATA, STATE
 from tfsep.framing import whole_hops
@@ -19,7 +20,7 @@ UNBOUNDED_CONTEXT_SECONDS = 3.0  # streaming context for networks whose reach ha
 
 
 def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds=None, context_seconds=None,
-          griffin_lim_iterations=None, mixture_consistent=None):
+          griffin_lim_iterations=None, mixture_consistent=None, fixed_seconds=None):
     """Convert `model` to a TFLite file at `path` with builtin ops only; returns the path.
 
     quantize: "none" (float32), "float16" (weights stored as float16) or "dynamic-int8"
@@ -30,6 +31,12 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     file of a model that cuts its frames into segments also holds a `chunk` signature, the
     model's `valid` form (`models.chunk_model`), through which `Separator` sums chunks
     exactly; the two signatures share each weight buffer. The file is written atomically.
+
+    With `fixed_seconds`, the whole-clip form is built at one shape, for runtimes that cannot
+    resize (LiteRT.js): input `waveform` (1, fixed_samples, channels), each stem the same,
+    where fixed_samples is the chunk of `chunking.chunk_plan(description, fixed_seconds)`;
+    built at that shape, its shape ops fold away. The metadata adds `fixed_samples` and the
+    plan's `overlap_samples`. Models that cut frames into segments (summed chunks) are refused.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
@@ -40,6 +47,9 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     model = reconfigure(model, **changes)
     description = {**exported_description(model), "quantize": quantize}
     converted = model
+    if fixed_seconds is not None:
+        converted, fixed = fixed_model(model, description, fixed_seconds, block_seconds)
+        description.update(fixed)
     if block_seconds is not None:
         converted, streaming = streaming_model(model, block_seconds, context_seconds)
         description.update(streaming)
@@ -54,6 +64,21 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     path = Path(path)
     files.replace_atomically(path, lambda temporary: Path(temporary).write_bytes(packed))
     return path
+
+
+def fixed_model(model, description, fixed_seconds, block_seconds=None):
+    """`model` taking and giving one chunk of `chunking.chunk_plan(description, fixed_seconds)` samples at batch 1;
+    returns (keras.Model, {"fixed_samples", "overlap_samples"}). ValueError for summed-chunk models and the
+    streaming form, which have no fixed whole-clip shape here."""
+    if description["segment_frames"]:
+        raise ValueError(f"{model.name} cuts its frames into {description['segment_frames']}-frame segments "
+                         "(summed chunks), which the fixed-shape form does not support")
+    if block_seconds is not None:
+        raise ValueError("the fixed-shape form is a whole-clip form; it takes no stream block")
+    plan = chunk_plan(description, fixed_seconds)
+    waveform = keras.Input(batch_shape=(1, plan.chunk, description["channels"]), name="waveform")
+    fixed = keras.Model(waveform, model(waveform), name=f"{model.name}_fixed")
+    return fixed, {"fixed_samples": plan.chunk, "overlap_samples": plan.overlap}
 
 
 def streaming_model(model, block_seconds=1.0, context_seconds=None):

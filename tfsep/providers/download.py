@@ -8,6 +8,7 @@ leaves nothing at `target` or beside it. The checks:
 - the SHA-256: the full one when the caller pins it, else its first hex digits
   (`sha256_prefix`, torch.hub's rule for files named like `vocals-b62c91ce.pth`,
   `sha256_prefix_of`);
+- npm's Subresource Integrity string (`sha512-<base64>`) when the caller pins one (`integrity`);
 - the length: the Content-Length the server sent (a cut connection gives a short body), and
   `size` where the caller knows it;
 - not an error page: a body served as `text/html`, or that begins `<!DOCTYPE` or `<html`, is
@@ -19,6 +20,7 @@ says the network could not be reached also says where to put the file fetched by
 {name: SHA-256} beside its archives.
 """
 
+import base64
 import hashlib
 import io
 import json
@@ -78,11 +80,13 @@ def sha256_prefix_of(filename):
     return match[1] if match else None
 
 
-def fetch(url, target, sha256=None, sha256_prefix=None, size=None, progress=True, log=None, hand_hint=None):
+def fetch(url, target, sha256=None, sha256_prefix=None, size=None, progress=True, log=None, hand_hint=None,
+          integrity=None):
     """Download `url` into the file `target`, verified, atomically; returns `target` as a Path.
 
     url: the publisher's address; `TFSEP_MIRROR` replaces its scheme and host (`publisher_url`).
     sha256: the file's pinned SHA-256 (hex); else sha256_prefix: the hex digits it must begin with.
+    integrity: a pinned Subresource Integrity string, `sha512-<base64>` (npm's `dist.integrity`).
     size: the file's length in bytes, where known.
     progress: a progress bar in bytes on stderr, where stderr is a terminal.
     log: log(message) says what is fetched, from where.
@@ -101,6 +105,8 @@ def fetch(url, target, sha256=None, sha256_prefix=None, size=None, progress=True
         with open(temporary, "wb") as out:
             digest, length = _download(url, source, out, progress, hint)
         _verify(_named(url, source), digest, length, sha256, sha256_prefix, size)
+        if integrity is not None:
+            check_integrity(temporary, integrity, _named(url, source))
 
     files.replace_atomically(target, write)
     return target
@@ -199,6 +205,22 @@ def _reason(error):
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "timed out"
     return getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+
+
+def check_integrity(path, integrity, where):
+    """Check the file `path` against the Subresource Integrity string `integrity` (`sha512-<base64>`, as npm
+    publishes it); DownloadError naming `where` if it differs."""
+    algorithm, _, expected = integrity.partition("-")
+    if algorithm not in ("sha256", "sha384", "sha512") or not expected:
+        raise ValueError(f"{integrity!r} is not a Subresource Integrity string like sha512-<base64>")
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        while block := stream.read(BLOCK):
+            digest.update(block)
+    found = base64.b64encode(digest.digest()).decode()
+    if found != expected:
+        raise DownloadError(f"{where}: integrity {algorithm}-{found} differs from the published {integrity}; "
+                            "nothing was kept")
 
 
 def _verify(where, digest, length, sha256, sha256_prefix, size):
