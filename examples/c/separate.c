@@ -84,16 +84,13 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* A zeroed buffer of `size` bytes on a 64-byte boundary, or NULL. LiteRT
- * refuses host memory that is not 64-byte aligned (status 3), and plain
- * malloc promises only 16. */
+/* A buffer of `size` bytes on a 64-byte boundary, or NULL. LiteRT refuses
+ * host memory that is not 64-byte aligned (status 3), and plain malloc
+ * promises only 16. */
 static float *aligned_floats(size_t size)
 {
     void *buffer;
-    if (posix_memalign(&buffer, LITERT_HOST_ALIGNMENT, size) != 0)
-        return NULL;
-    memset(buffer, 0, size);
-    return buffer;
+    return posix_memalign(&buffer, LITERT_HOST_ALIGNMENT, size) == 0 ? buffer : NULL;
 }
 
 /* The model's sample rate from the JSON that tfsep export stores in the
@@ -153,8 +150,11 @@ static int describe(const char *path, Model *model)
               "LiteRtGetSignatureInputTensorByIndex") ||
         check(LiteRtGetTensorTypeId(input, &type_id), "LiteRtGetTensorTypeId"))
         return -1;
-    if (type_id != LITERT_RANKED_TENSOR_TYPE ||
-        check(LiteRtGetRankedTensorType(input, &type), "LiteRtGetRankedTensorType"))
+    if (type_id != LITERT_RANKED_TENSOR_TYPE) {
+        say("%s: the model's input has no rank", path);
+        return -1;
+    }
+    if (check(LiteRtGetRankedTensorType(input, &type), "LiteRtGetRankedTensorType"))
         return -1;
     if (type.element_type != LITERT_FLOAT32 || type.layout.rank != 3 ||
         type.layout.dimensions[2] < 1) {
@@ -277,8 +277,7 @@ static int run(LiteRtCompiledModel compiled, const Model *model, const Wav *wav,
 
 /* Writes each stem to OUTDIR/<source>.wav: all to hidden temporaries first,
  * then each renamed into place, so that a failed write leaves no stems. */
-static int write_stems(const char *outdir, const Model *model, size_t frames,
-                       int sample_rate, float **stems)
+static int write_stems(const char *outdir, const Model *model, size_t frames, float **stems)
 {
     char temporary[MAX_SOURCES][4096], final[MAX_SOURCES][4096];
     if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
@@ -286,13 +285,14 @@ static int write_stems(const char *outdir, const Model *model, size_t frames,
         return -1;
     }
     for (size_t i = 0; i < model->sources; i++) {
-        snprintf(temporary[i], sizeof temporary[i], "%s/.%s.wav.part", outdir, model->names[i]);
-        if ((size_t)snprintf(final[i], sizeof final[i], "%s/%s.wav", outdir,
-                             model->names[i]) >= sizeof final[i]) {
+        snprintf(final[i], sizeof final[i], "%s/%s.wav", outdir, model->names[i]);
+        if ((size_t)snprintf(temporary[i], sizeof temporary[i], "%s/.%s.wav.part", outdir,
+                             model->names[i]) >= sizeof temporary[i]) { /* the longer one */
             say("%s: the path is too long", outdir);
             return -1;
         }
-        if (wav_write_float(temporary[i], stems[i], frames, model->channels, sample_rate)) {
+        if (wav_write_float(temporary[i], stems[i], frames, model->channels,
+                            model->sample_rate)) {
             say("%s: %s", final[i], strerror(errno));
             for (size_t j = 0; j <= i; j++)
                 remove(temporary[j]);
@@ -372,7 +372,7 @@ int main(int argc, char **argv)
     if (run(compiled, &model, &wav, stems))
         return 1;
     double ran_at = now();
-    if (write_stems(outdir, &model, wav.frames, model.sample_rate, stems))
+    if (write_stems(outdir, &model, wav.frames, stems))
         return 1;
 
     printf("%zu stems of %.2f s in %s (%s kernels, %d threads, compile %.2f s, run %.2f s)\n",
