@@ -36,14 +36,15 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     resize (LiteRT.js): input `waveform` (1, fixed_samples, channels), each stem the same,
     where fixed_samples is the chunk of `chunking.chunk_plan(description, fixed_seconds)`;
     built at that shape, its shape ops fold away. The metadata adds `fixed_samples` and the
-    plan's `overlap_samples`. Models that cut frames into segments (summed chunks) are refused.
+    plan's `overlap_samples`. Models that cut frames into segments (summed chunks) are refused, and
+    umx's LSTMs stay Keras LSTMs (WHILE loops): LiteRT.js refuses the fused LSTM's variable tensors.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     config = model.get_config()
     changes = {"wiener_iterations": wiener_iterations, "griffin_lim_iterations": griffin_lim_iterations,
                "mixture_consistent": mixture_consistent, "inverse_fft": "builtin"}
-    changes["network"] = networks.tflite_options(config["architecture"], config["network"])
+    changes["network"] = networks.tflite_options(config["architecture"], config["network"], fixed_seconds is not None)
     model = reconfigure(model, **changes)
     description = {**exported_description(model), "quantize": quantize}
     converted = model
@@ -70,15 +71,21 @@ def fixed_model(model, description, fixed_seconds, block_seconds=None):
     """`model` taking and giving one chunk of `chunking.chunk_plan(description, fixed_seconds)` samples at batch 1;
     returns (keras.Model, {"fixed_samples", "overlap_samples"}). ValueError for summed-chunk models and the
     streaming form, which have no fixed whole-clip shape here."""
-    if description["segment_frames"]:
-        raise ValueError(f"{model.name} cuts its frames into {description['segment_frames']}-frame segments "
-                         "(summed chunks), which the fixed-shape form does not support")
+    check_fixable(description)
     if block_seconds is not None:
         raise ValueError("the fixed-shape form is a whole-clip form; it takes no stream block")
     plan = chunk_plan(description, fixed_seconds)
     waveform = keras.Input(batch_shape=(1, plan.chunk, description["channels"]), name="waveform")
     fixed = keras.Model(waveform, model(waveform), name=f"{model.name}_fixed")
     return fixed, {"fixed_samples": plan.chunk, "overlap_samples": plan.overlap}
+
+
+def check_fixable(description):
+    """ValueError for a model that `fixed_model` cannot fix: one that cuts its frames into segments."""
+    if description["segment_frames"]:
+        raise ValueError(f"this {description['architecture']} model cuts its frames into "
+                         f"{description['segment_frames']}-frame segments (summed chunks, as Spleeter's), which "
+                         "the fixed-shape form (and --format web) does not support")
 
 
 def streaming_model(model, block_seconds=1.0, context_seconds=None):

@@ -7,6 +7,7 @@ from pathlib import Path
 from tfsep import files
 from tfsep.formats import tflite, tflite_writer
 from tfsep.formats.web import CONFIG, MODEL
+from tfsep.models import describe
 from tfsep.names import CHUNK_SECONDS
 from tfsep.web import PAGE, runtime, serve
 
@@ -23,6 +24,7 @@ def write(model, path, *, quantize="none", wiener_iterations=None, griffin_lim_i
     already there: the caller decides whether it may. `name`: what the page calls the model
     (default: the model's own name).
     """
+    tflite_writer.check_fixable(describe(model))
     tarballs = runtime.tarballs(runtime_url)
 
     def build(folder):

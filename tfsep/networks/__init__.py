@@ -62,9 +62,11 @@ def segment_frames(architecture, options):
     return entry.segment_frames({**entry.options(), **options})
 
 
-def tflite_options(architecture, options):
-    """The network's `options` as the TFLite export builds it: the same weights, in ops TFLite converts."""
-    return {**options, **network(architecture).tflite_options}
+def tflite_options(architecture, options, fixed=False):
+    """The network's `options` as the TFLite export builds it: the same weights, in ops TFLite converts; `fixed`:
+    as its fixed-shape form for LiteRT.js builds it."""
+    entry = network(architecture)
+    return {**options, **entry.tflite_options, **(entry.fixed_options if fixed else {})}
 
 
 def cpu_options(architecture, options):

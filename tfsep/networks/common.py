@@ -26,6 +26,8 @@ class Network:
             or None where that reach is unbounded or not shift-equivariant.
         segment_frames: options -> the length of the independent segments it cuts frames into, or None.
         tflite_options: options the TFLite export sets (the same weights in a form TFLite converts).
+        fixed_options: options the fixed-shape TFLite form sets over `tflite_options`, for LiteRT.js,
+            which loads no model with variable tensors (those of TFLite's fused LSTM).
         cpu_options: options that TensorFlow's inference on a CPU sets (the same weights in a form a CPU runs
             faster).
     """
@@ -36,6 +38,7 @@ class Network:
     receptive_field: Callable = lambda options: None
     segment_frames: Callable = lambda options: None
     tflite_options: dict = dataclasses.field(default_factory=dict)
+    fixed_options: dict = dataclasses.field(default_factory=dict)
     cpu_options: dict = dataclasses.field(default_factory=dict)
 
     def options(self):

@@ -270,6 +270,9 @@ NETWORK = Network(
     sizes={"tiny": {"hidden": 16}, "small": {"hidden": 128}, "base": {"hidden": 512}},
     ranges={"hidden": (1, 4096), "lstm_layers": (1, 8), "output_bins": (1, 32769)},
     tflite_options={"lstm": "fused"},
+    # The fused LSTM keeps its states in variable tensors, which LiteRT.js refuses ("Variable tensors not yet
+    # supported"); Keras's LSTM converts to a WHILE loop of builtin ops, which it runs.
+    fixed_options={"lstm": "keras"},
     # 60 s of umxhq on 2 CPU cores: 1.8 s with FusedLSTM's XLA recurrence, 2.5 s without XLA, 4.6 s with
     # keras.layers.LSTM, which only a GPU runs fast (cuDNN).
     cpu_options={"lstm": "compiled"},
