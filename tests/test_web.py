@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import shutil
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -65,16 +66,27 @@ def umx_web(web_home, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Headless Chromium (the system's; Playwright downloads none)."""
+def chromium():
+    """launch(*flags): headless Chromium (the system's; Playwright downloads none), closed at the session's end."""
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
+        launched = []
+
+        def launch(*flags):
+            launched.append(playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", *flags]))
+            return launched[-1]
+
+        yield launch
+        for browser in launched:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    return chromium()
 
 
 class Served:
@@ -217,6 +229,46 @@ def test_bad_files_get_a_message_in_the_page(browser, band_web, tmp_path):
         rejected = page.evaluate("window.tfsepSeparate(new Blob([new Uint8Array([1, 2, 3])])).then(() => 'resolved',"
                                  " (error) => error.message)")
         assert rejected == "the file is not audio this browser can decode"
+    finally:
+        served.close()
+
+
+@pytest.mark.slow
+def test_compressed_files_come_back_at_their_own_rate(browser, band_web, tmp_path):
+    """decodeAudioData resamples to its context's rate; the page reads MP3's and Ogg's own from their headers."""
+    wav = tmp_path / "song.wav"
+    soundfile.write(wav, synthetic_song(3, 48000), 48000, subtype="PCM_16")
+    page, served = open_page(browser, band_web)
+    try:
+        for name, codec, rate in (("song.mp3", "libmp3lame", 48000), ("song.ogg", "libvorbis", 32000),
+                                  ("song.opus", "libopus", 48000)):
+            encoded = tmp_path / name
+            subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-ar", str(rate), "-c:a", codec, str(encoded)],
+                           check=True)
+            stems, found = separate_in_page(page, encoded)
+            assert found == rate, name
+            assert abs(len(stems["vocals"]) / rate - 3.0) < 0.1 and stems["vocals"].shape[1] == 2, name
+    finally:
+        served.close()
+
+
+@pytest.mark.slow
+def test_a_run_the_runtime_fails_is_an_error_never_silent_stems(chromium, band_web, tmp_path):
+    """LiteRT.js's webgpu accelerator takes part of the graph here and then fails to invoke it, and model.run
+    resolves with zeros all the same: the page must say so, or give the wasm stems."""
+    from playwright.sync_api import Error
+
+    path, song = song_file(tmp_path, seconds=6)
+    gpu = chromium("--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan")
+    page, served = open_page(gpu, band_web, "threads=1&accelerator=webgpu")
+    try:
+        stems, _ = separate_in_page(page, path)
+    except Error as error:
+        assert "LiteRT.js could not run model.tflite on webgpu" in str(error)
+    else:
+        expected = Separator.load(band_web / "model.tflite").separate(song, RATE)
+        for source in expected:
+            np.testing.assert_allclose(stems[source], expected[source], atol=1e-4, err_msg=source)
     finally:
         served.close()
 

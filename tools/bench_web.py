@@ -17,6 +17,7 @@ stems match the wasm ones. The first line names the machine (`bench.machine`).
 """
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -48,10 +49,10 @@ def export_band(folder):
     return formats.write("web", load_model("saved_models/band/model.keras"), Path(folder) / "band", name="band")
 
 
-def page_runs(browser, url, song, rounds):
+def page_runs(browser, url, song, rounds, page=None):
     """[{decode, separate, total, probe}] of `rounds` + 1 runs of tfsepSeparate on the page at `url` (the first
-    a warm-up); or a string saying why the page did not load."""
-    page = browser.new_page()
+    a warm-up), in `page` or a new tab; or a string saying why the page did not load or separate."""
+    page = page or browser.new_page()
     try:
         page.goto(url)
         page.wait_for_function("['Ready', 'LiteRT'].some(s => document.getElementById('status').textContent"
@@ -62,8 +63,7 @@ def page_runs(browser, url, song, rounds):
         page.set_input_files("#file", str(song))
         page.wait_for_function("document.getElementById('status').textContent.includes('separated in') || "
                                "document.getElementById('status').className === 'error'", timeout=600_000)
-        if page.text_content("#status").startswith(song.name + " ") and "separated" not in page.text_content(
-                "#status"):
+        if page.get_attribute("#status", "class") == "error":
             return page.text_content("#status")
         return [page.evaluate(TIMES) for _ in range(rounds)]
     finally:
@@ -115,17 +115,35 @@ def main():
             print(bench.table(["run", "time", "real-time factor"],
                               [(name, f"{seconds:.2f} s", f"{args.seconds / seconds:.1f}×") for name, seconds in rows]))
 
-            gpu = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan"])
-            runs = page_runs(gpu, f"{base}?threads=1&accelerator=webgpu", song, 1)
-            gpu.close()
-            if isinstance(runs, str):
-                print(f"WebGPU: refused: {runs}")
-            else:
-                difference = float(np.abs(np.subtract(runs[-1]["probe"], probes[1])).max())
-                print(f"WebGPU: runs, {runs[-1]['separate']:.2f} s for the song (a software adapter: no speed "
-                      f"figure); its stems differ from the wasm ones by up to {difference:.2g} on 16 probed samples")
+            print(webgpu_check(playwright, f"{base}?threads=1&accelerator=webgpu", song, probes[1]))
         httpd.shutdown()
+
+
+def webgpu_check(playwright, url, song, wasm_probe):
+    """A line saying whether LiteRT.js's webgpu accelerator (Chromium's software adapter) runs the page's model:
+    how many of its operations the delegate took, which it refused and why, and how its stems compare to the
+    wasm ones (`wasm_probe`), or why the run failed."""
+    from playwright.sync_api import Error
+
+    gpu = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan"])
+    console = []
+    page = gpu.new_page()
+    page.on("console", lambda message: console.append(message.text))
+    try:
+        runs = page_runs(gpu, url, song, 1, page)
+    except Error as error:
+        runs = str(error).splitlines()[0]
+    finally:
+        gpu.close()
+    refused = sorted({line.split(":")[0] for line in console
+                      if re.match(r"[A-Z][A-Z0-9_]+: ", line) and not re.match("(INFO|WARNING|ERROR):", line)})
+    split = next((line for line in console if "operations will run on the GPU" in line), "no delegation line")
+    line = f"WebGPU: {split.strip()} Refused: {', '.join(refused) or 'none'}. "
+    if isinstance(runs, str):
+        return line + f"The run: {runs}"
+    difference = float(np.abs(np.subtract(runs[-1]["probe"], wasm_probe)).max())
+    return line + f"It ran; its stems differ from the wasm ones by up to {difference:.2g} on 16 probed samples."
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ registry mirror, `--runtime-url`, or `TFSEP_MIRROR`), into `$TFSEP_HOME/download
 placed there by hand is used instead of the network, checked the same way. No npm is needed.
 
 Only what the page loads is unpacked: core's `dist/index.js` and its WebAssembly builds (plain
-and threaded, for browsers with relaxed SIMD, and `compat` for those without), wasm-utils'
+and threaded, for browsers with relaxed SIMD, `compat` for those without, and `jspi`, which
+the webgpu accelerator needs to run a graph it delegates only in part), wasm-utils''
 `dist/index.js`, and each `package.json` (name, version, licence). Core imports wasm-utils by
 its bare npm name, which a worker cannot map (import maps reach documents only), so that one
 specifier is rewritten to the relative path of the unpacked copy.
@@ -25,7 +26,7 @@ PACKAGES = {
     "core": (f"/@litertjs/core/-/core-{VERSION}.tgz",
              "sha512-PlGmbMOq9WitX7FO0jhbdJw9GthatsyuCQXjTt/wJZo0FLaw48q4tz8IwqgqCIkviYGr9OFDL1kCnN4nzWoyJQ==",
              ["package.json", "dist/index.js"]
-             + [f"wasm/litert_wasm{build}_internal.{suffix}" for build in ("", "_threaded", "_compat")
+             + [f"wasm/litert_wasm{build}_internal.{suffix}" for build in ("", "_threaded", "_compat", "_jspi")
                 for suffix in ("js", "wasm")]),
     "wasm-utils": (f"/@litertjs/wasm-utils/-/wasm-utils-{VERSION}.tgz",
                    "sha512-4fJiw6tBQnIs+0jH/OQ16nYOiSl8/+zZnn5h2ul8aTKHi05sVqZW580Tmk78pC2kT39A9OYBVdFawteZ/sI1kQ==",

@@ -1,7 +1,7 @@
 // tfsepSeparate(file): a song in, stems out, at the file's rate, as `tfsep separate --model DIR` gives them.
 //
-// The file is decoded by the browser at its own rate (read from a WAV or FLAC header; other formats are
-// decoded at the model's rate, the one rate known), resampled to the model's rate with an
+// The file is decoded by the browser at its own rate (read from a WAV, FLAC, MP3 or Ogg header; other formats,
+// such as AAC, are decoded at the model's rate, the one rate known), resampled to the model's rate with an
 // OfflineAudioContext, and separated in the worker (worker.js) in the model's chunks. Channels go to the
 // model in groups of its channel count, as tfsep pairs them: a mono file as two identical channels, whose
 // stems are mono; a short last group repeats its last channel. The stems are resampled back.
@@ -32,7 +32,11 @@ function call(message, expected, transfer = [], onProgress = () => {}) {
   });
 }
 
-/** The sample rate in a WAV (RIFF, RF64) or FLAC file's header, or null. */
+// MPEG audio's sample rates by version (bits 19-20 of a frame header: 0 MPEG 2.5, 2 MPEG 2, 3 MPEG 1) and index.
+const MPEG_RATES = { 0: [11025, 12000, 8000], 2: [22050, 24000, 16000], 3: [44100, 48000, 32000] };
+
+/** The sample rate in a WAV (RIFF, RF64), FLAC, MP3 or Ogg (Vorbis, Opus) file's header, or null: decodeAudioData
+ * resamples to its context's rate and does not say the file's own. */
 export function headerRate(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const tag = (offset) => String.fromCharCode(...bytes.subarray(offset, offset + 4));
@@ -44,7 +48,41 @@ export function headerRate(bytes) {
     }
   }
   if (bytes.length >= 42 && tag(0) === "fLaC") return (view.getUint32(18) >>> 12) || null;  // STREAMINFO
+  if (bytes.length >= 28 && tag(0) === "OggS") {  // the first page holds the codec's identification packet
+    const packet = 27 + bytes[26];
+    const magic = String.fromCharCode(...bytes.subarray(packet, packet + 8));
+    if (magic.startsWith("\x01vorbis") && packet + 16 <= bytes.length) return view.getUint32(packet + 12, true);
+    if (magic === "OpusHead") return 48000;  // Opus always decodes at 48 kHz
+    return null;
+  }
+  return mpegRate(bytes);
+}
+
+/** The sample rate of the first MPEG audio frame (after an ID3v2 tag) that a second frame follows, or null. */
+function mpegRate(bytes) {
+  let offset = 0;
+  if (bytes.length >= 10 && String.fromCharCode(...bytes.subarray(0, 3)) === "ID3") {  // syncsafe size, footer
+    offset = 10 + ((bytes[6] << 21) | (bytes[7] << 14) | (bytes[8] << 7) | bytes[9]) + (bytes[5] & 0x10 ? 10 : 0);
+  }
+  for (const end = Math.min(bytes.length - 4, offset + 65536); offset < end; offset++) {
+    const frame = mpegFrame(bytes, offset);
+    if (frame && mpegFrame(bytes, offset + frame.length)) return frame.rate;
+  }
   return null;
+}
+
+/** {rate, length} of a Layer III frame header at `offset`, or null where none is. */
+function mpegFrame(bytes, offset) {
+  if (offset + 4 > bytes.length || bytes[offset] !== 0xff || (bytes[offset + 1] & 0xe0) !== 0xe0) return null;
+  const version = (bytes[offset + 1] >> 3) & 3, layer = (bytes[offset + 1] >> 1) & 3;
+  const bitrateIndex = bytes[offset + 2] >> 4, rateIndex = (bytes[offset + 2] >> 2) & 3;
+  if (!(version in MPEG_RATES) || layer !== 1 || bitrateIndex === 0 || bitrateIndex === 15 || rateIndex === 3) {
+    return null;
+  }
+  const kbps = (version === 3 ? [32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
+    : [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160])[bitrateIndex - 1];
+  const rate = MPEG_RATES[version][rateIndex], padding = (bytes[offset + 2] >> 1) & 1;
+  return { rate, length: Math.floor((version === 3 ? 144000 : 72000) * kbps / rate) + padding };
 }
 
 /** An AudioBuffer's channels resampled from its rate to `rate` (OfflineAudioContext); [Float32Array]. */

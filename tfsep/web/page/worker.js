@@ -9,20 +9,33 @@
 
 const here = new URL(".", self.location.href);
 const wasmFolder = new URL("litert/core/wasm/", here).href;
-let litert, chunking, model, config;
+let litert, chunking, model, config, accelerator;
+let invokeErrors = [];  // what LiteRT printed of a failed run: model.run resolves all the same, with zeros
 
 async function load(message) {
   config = message.config;
   chunking = await import("./chunking.js");
   litert = await import("./litert/core/dist/index.js");
-  const threaded = message.threads > 1;
+  // WebGPU runs the graph's parts it cannot take in WebAssembly, awaiting the GPU in between: that takes the
+  // JSPI build, which has no threads.
+  const jspi = message.accelerator === "webgpu", threaded = !jspi && message.threads > 1;
   // In a worker, LiteRT's loader would take this script's address for its own: tell it where it lives,
   // for its .wasm and for the threads it starts.
-  const build = threaded ? "litert_wasm_threaded_internal" : "litert_wasm_internal";
-  self.Module = { locateFile: (file) => wasmFolder + file, mainScriptUrlOrBlob: `${wasmFolder}${build}.js` };
-  await litert.loadLiteRt(wasmFolder, { threads: threaded });
-  const options = { accelerator: message.accelerator };
+  const build = threaded ? "litert_wasm_threaded_internal" : jspi ? "litert_wasm_jspi_internal" : "litert_wasm_internal";
+  self.Module = {
+    locateFile: (file) => wasmFolder + file,
+    mainScriptUrlOrBlob: `${wasmFolder}${build}.js`,
+    printErr: (line) => {
+      if (/failed to invoke/i.test(line)) invokeErrors.push(line);
+      console.warn(line);
+    },
+  };
+  await litert.loadLiteRt(wasmFolder, jspi ? { jspi } : { threads: threaded });
+  accelerator = message.accelerator;
+  const options = { accelerator };
   if (message.accelerator === "wasm") options.cpuOptions = { numThreads: message.threads };
+  // Float32, as the wasm path computes: a GPU delegate may otherwise take float16, too coarse for FFTs of 4096.
+  if (message.accelerator === "webgpu") options.gpuOptions = { precision: "fp32" };
   model = await litert.loadAndCompile(new URL("model.tflite", here).href, options);
   const shape = Array.from(model.getInputDetails()[0].shape);
   if (shape.join() !== [1, config.fixed_samples, config.channels].join()) {
@@ -37,10 +50,14 @@ async function runChunk(channels, start, length) {
   for (let c = 0; c < count; c++) for (let i = 0; i < length; i++) input[i * count + c] = channels[c][start + i];
   const tensor = new litert.Tensor(input, [1, fixed, count]);
   let outputs;
+  invokeErrors = [];
   try {
     outputs = await model.run({ waveform: tensor });
   } finally {
     tensor.delete();
+  }
+  if (invokeErrors.length) {
+    throw new Error(`LiteRT.js could not run model.tflite on ${accelerator}: ${invokeErrors[0].trim()}`);
   }
   const stems = {};
   for (const [name, output] of Object.entries(outputs)) {
