@@ -137,9 +137,9 @@ def tfsep_parity(forms, mixture, references, seconds):
 
 
 def long_song(folder, model, minutes):
-    """(seconds, peak RSS in bytes) of `tfsep separate SONG.wav --model umxhq` on `minutes` of stereo 44.1 kHz
-    noise (16-bit wav, in whole 10 s), with the converted `model` where `--model umxhq` finds it, in a fresh
-    process."""
+    """(seconds, peak RSS, peak private memory, in bytes) of `tfsep separate SONG.wav --model umxhq` on `minutes`
+    of stereo 44.1 kHz noise (16-bit wav, in whole 10 s), with the converted `model` where `--model umxhq` finds
+    it, in a fresh process."""
     import soundfile
 
     folder = Path(folder)
@@ -150,7 +150,8 @@ def long_song(folder, model, minutes):
         for block in range(max(1, round(minutes * 6))):  # blocks of 10 s
             file.write(noise(10, 0.3, seed=block))
     return bench.run_command(["env", f"TFSEP_HOME={folder / 'home'}", sys.executable, "-m", "tfsep.cli", "separate",
-                              song, "--model", "umxhq", "-o", folder / "separated", "--overwrite", "--quiet"])
+                              song, "--model", "umxhq", "-o", folder / "separated", "--overwrite", "--quiet"],
+                             private=True)
 
 
 def _spleeter(checkpoint, graph, seconds, threads):
@@ -292,10 +293,11 @@ def main():
         print(bench.table(["tfsep path", "niter", "largest |difference| from Open-Unmix's stems",
                            "lowest SDR of the 4 stems against Open-Unmix's"], parity, text_columns=2))
         if long:
-            seconds, peak = long
+            seconds, peak, private = long
             print(f"\ntfsep separate SONG.wav --model umxhq, {args.long_minutes:g} min of stereo 44.1 kHz 16-bit "
                   f"noise: {seconds:.1f} s ({args.long_minutes * 60 / seconds:.1f}× real time), peak RSS "
-                  f"{peak / 2**30:.2f} GiB ({peak / 1e9:.2f} GB)")
+                  f"{peak / 2**30:.2f} GiB ({peak / 1e9:.2f} GB), of which private (RssAnon) at most "
+                  f"{private / 2**30:.2f} GiB ({private / 1e9:.2f} GB); the rest are pages of shared libraries")
 
 
 if __name__ == "__main__":

@@ -25,15 +25,23 @@ from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parents[1]
 
-# The fresh parent of `run_command`: it runs the command as its only child and prints the seconds and that
-# child's peak RSS (RUSAGE_CHILDREN's maximum, which no other child of this parent can have raised).
+# The fresh parent of `run_command`: it runs the command as its only child and prints the seconds, that child's
+# peak RSS (RUSAGE_CHILDREN's maximum, which no other child of this parent can have raised) and the peak of its
+# private part, RssAnon, sampled every 20 ms (the rest of RSS is pages mapped from files: shared libraries' code).
 _PARENT = """import subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 from bench import peak_rss
 start = time.perf_counter()
-code = subprocess.run(sys.argv[2:]).returncode
-print(time.perf_counter() - start, peak_rss(children=True))
-sys.exit(code)"""
+child, private = subprocess.Popen(sys.argv[2:]), 0
+while child.poll() is None:
+    try:
+        with open(f"/proc/{child.pid}/status") as status:
+            private = max(private, next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:")))
+    except (OSError, StopIteration):
+        pass
+    time.sleep(0.02)
+print(time.perf_counter() - start, peak_rss(children=True), private)
+sys.exit(child.returncode)"""
 
 
 def timed(function):
@@ -87,14 +95,15 @@ def peak_rss(children=False):
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
 
-def run_command(command):
-    """(wall seconds, peak RSS in bytes) of `command`, run as the only child of a fresh, small parent process."""
+def run_command(command, private=False):
+    """(wall seconds, peak RSS in bytes) of `command`, run as the only child of a fresh, small parent process; with
+    `private`, also the peak of its private memory (RssAnon, sampled every 20 ms) in bytes."""
     result = subprocess.run([sys.executable, "-c", _PARENT, str(TOOLS), *map(str, command)], capture_output=True,
                             text=True)
     if result.returncode:
         raise SystemExit(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
-    seconds, peak = result.stdout.split()[-2:]
-    return float(seconds), int(peak)
+    seconds, peak, anonymous = result.stdout.split()[-3:]
+    return (float(seconds), int(peak), int(anonymous)) if private else (float(seconds), int(peak))
 
 
 def run_json(command):
