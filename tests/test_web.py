@@ -220,7 +220,10 @@ def test_bad_files_get_a_message_in_the_page(browser, band_web, tmp_path):
     try:
         (tmp_path / "noise.mp3").write_bytes(np.random.default_rng(0).bytes(20_000))
         (tmp_path / "empty.wav").write_bytes(b"")
-        for name, message in (("noise.mp3", "is not audio this browser can decode"), ("empty.wav", "is empty")):
+        hour = np.zeros((3600 * 8000, 1), np.float32)  # an hour, kept small: mono 8-bit at 8 kHz (29 MB)
+        soundfile.write(tmp_path / "hour.wav", hour, 8000, subtype="PCM_U8")
+        for name, message in (("noise.mp3", "is not audio this browser can decode"), ("empty.wav", "is empty"),
+                              ("hour.wav", "lasts 60.0 minutes; the page takes songs up to 20 minutes")):
             page.set_input_files("#file", str(tmp_path / name))
             page.wait_for_function("document.getElementById('status').className === 'error'", timeout=60_000)
             assert page.text_content("#status") == f"{name} {message}" or message in page.text_content("#status")
