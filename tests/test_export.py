@@ -243,10 +243,10 @@ def test_cli_exports_tflite(tiny_model_file, tmp_path):
     from tfsep.formats import tflite
 
     assert tflite.describe(tmp_path / "stream.tflite")["block_samples"] == 832  # 0.1 s at 8 kHz, in 64-sample hops
-    for flag, value in (("--quantize", "float16"), ("--stream-block", "1")):
+    for flag, value, forms in (("--quantize", "float16", "tflite and web"), ("--stream-block", "1", "tflite")):
         wrong = subprocess.run(command[:-2] + [flag, value, "--output", str(tmp_path / "s")],
                                capture_output=True, text=True, timeout=120)
-        assert wrong.returncode == 1 and f"{flag} applies to --format tflite only" in wrong.stderr
+        assert wrong.returncode == 1 and f"{flag} applies to --format {forms} only" in wrong.stderr
 
 
 @pytest.mark.slow
