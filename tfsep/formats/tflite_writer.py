@@ -49,7 +49,9 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     description = {**exported_description(model), "quantize": quantize}
     converted = model
     if fixed_seconds is not None:
-        converted, fixed = fixed_model(model, description, fixed_seconds, block_seconds)
+        if block_seconds is not None:
+            raise ValueError("the fixed-shape form is a whole-clip form; it takes no stream block")
+        converted, fixed = fixed_model(model, description, fixed_seconds)
         description.update(fixed)
     if block_seconds is not None:
         converted, streaming = streaming_model(model, block_seconds, context_seconds)
@@ -67,13 +69,11 @@ def write(model, path, *, quantize="none", wiener_iterations=None, block_seconds
     return path
 
 
-def fixed_model(model, description, fixed_seconds, block_seconds=None):
+def fixed_model(model, description, fixed_seconds):
     """`model` taking and giving one chunk of `chunking.chunk_plan(description, fixed_seconds)` samples at batch 1;
-    returns (keras.Model, {"fixed_samples", "overlap_samples"}). ValueError for summed-chunk models and the
-    streaming form, which have no fixed whole-clip shape here."""
+    returns (keras.Model, {"fixed_samples", "overlap_samples"}). ValueError for summed-chunk models, which have no
+    fixed whole-clip shape here."""
     check_fixable(description)
-    if block_seconds is not None:
-        raise ValueError("the fixed-shape form is a whole-clip form; it takes no stream block")
     plan = chunk_plan(description, fixed_seconds)
     waveform = keras.Input(batch_shape=(1, plan.chunk, description["channels"]), name="waveform")
     fixed = keras.Model(waveform, model(waveform), name=f"{model.name}_fixed")

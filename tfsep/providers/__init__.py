@@ -147,9 +147,15 @@ def _stderr(message):
     print(f"tfsep: {message}", file=sys.stderr, flush=True)
 
 
-def sha256(path):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256"):
+    """The `hashlib` digest (`algorithm`) of the file at `path`, read a MiB at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def sha256(path):
+    """The SHA-256 of the file at `path`, in hex."""
+    return file_digest(path).hexdigest()

@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from tfsep import __version__, files
-from tfsep.providers import PretrainedError
+from tfsep.providers import PretrainedError, file_digest
 
 MIRROR = "TFSEP_MIRROR"  # http://HOST:PORT: fetch every publisher's path from there instead
 TIMEOUT = 60.0  # seconds to connect, and the longest wait for the next bytes
@@ -213,11 +213,7 @@ def check_integrity(path, integrity, where):
     algorithm, _, expected = integrity.partition("-")
     if algorithm not in ("sha256", "sha384", "sha512") or not expected:
         raise ValueError(f"{integrity!r} is not a Subresource Integrity string like sha512-<base64>")
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        while block := stream.read(BLOCK):
-            digest.update(block)
-    found = base64.b64encode(digest.digest()).decode()
+    found = base64.b64encode(file_digest(path, algorithm).digest()).decode()
     if found != expected:
         raise DownloadError(f"{where}: integrity {algorithm}-{found} differs from the published {integrity}; "
                             "nothing was kept")
