@@ -199,8 +199,8 @@ def run_export(args):
     if args.format != "savedmodel" and args.output.exists() and not args.overwrite:  # (a version folder: refused)
         raise FileExistsError(f"{args.output}: already exists (use --overwrite to replace it)")
     if args.format == "web":  # the page names the model as the user did: band, or run/model.keras's folder
-        given["name"] = Path(str(args.model)).parent.name if Path(str(args.model)).stem == "model" else \
-            Path(str(args.model)).stem
+        given_path = Path(str(args.model))
+        given["name"] = given_path.parent.name if given_path.stem == "model" else given_path.stem
     target = formats.write(args.format, load_model(source), args.output, **given)
     print(f"exported {args.model} to {target} ({_export_summary(args.format, target, given)})")
     return 0
